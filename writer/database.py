@@ -1,0 +1,53 @@
+"""Connecting to PostgreSQL: conninfo from the configuration, one helper for every command."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from writer.config import Config, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def conninfo(config: Config) -> str:
+    """The libpq connection string for [storage]; pg_params may use spaces or '&' between pairs."""
+    storage = config["storage"]
+    params_text = storage["pg_params"].replace("&", " ").strip()
+    try:
+        params = conninfo_to_dict(params_text) if params_text else {}
+    except psycopg.ProgrammingError as error:
+        raise ConfigError(f"[storage] pg_params is not valid: {str(error).splitlines()[0]}") from None
+    kwargs = {
+        "host": storage["pg_host"],
+        "port": storage["pg_port"],
+        "dbname": storage["pg_db_name"],
+        "user": storage["pg_username"],
+        "connect_timeout": storage["connect_timeout"] or None,
+        "application_name": "ccx-notification-writer",
+    }
+    if storage["pg_password"]:
+        kwargs["password"] = storage["pg_password"]
+    kwargs.update(params)
+    return make_conninfo(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+def describe(config: Config) -> str:
+    """Where we connect, for messages: never includes the password."""
+    storage = config["storage"]
+    return f"{storage['pg_username']}@{storage['pg_host']}:{storage['pg_port']}/{storage['pg_db_name']}"
+
+
+def connect(config: Config, autocommit: bool = False) -> psycopg.Connection:
+    connection = psycopg.connect(conninfo(config), autocommit=autocommit)
+    if config["storage"]["log_sql_queries"]:
+        connection.add_notice_handler(lambda notice: log.info("postgres notice: %s", notice.message_primary))
+    return connection
+
+
+def safe_error_text(error: BaseException) -> str:
+    """First line of a database error: libpq never puts the password in it, psycopg never the DSN."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

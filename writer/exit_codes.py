@@ -1,0 +1,10 @@
+"""Exit statuses, as the original service defines them (SPEC section 5)."""
+
+OK = 0
+CONFIGURATION_ERROR = 1
+CONSUMER_ERROR = 2
+PRODUCER_ERROR = 3
+KAFKA_ERROR = 4
+STORAGE_ERROR = 5
+HTTP_SERVER_ERROR = 6
+MIGRATION_ERROR = 7

@@ -1,0 +1,74 @@
+"""librdkafka client options from the [broker] configuration (addresses, TLS, SASL)."""
+
+from __future__ import annotations
+
+from writer.config import Config
+
+
+def common_options(config: Config) -> dict[str, object]:
+    broker = config["broker"]
+    options: dict[str, object] = {
+        "bootstrap.servers": ",".join(a.strip() for a in broker["addresses"].split(",") if a.strip()),
+        "client.id": "ccx-notification-writer",
+    }
+    protocol = broker["security_protocol"]
+    if protocol:
+        options["security.protocol"] = protocol
+    if broker["cert_path"]:
+        options["ssl.ca.location"] = broker["cert_path"]
+    if protocol.startswith("SASL") or broker["sasl_mechanism"]:
+        options["sasl.mechanisms"] = broker["sasl_mechanism"] or "PLAIN"
+        options["sasl.username"] = broker["sasl_username"]
+        options["sasl.password"] = broker["sasl_password"]
+    return options
+
+
+def consumer_options(config: Config, group_id: str | None = None) -> dict[str, object]:
+    broker = config["broker"]
+    options = common_options(config)
+    options.update(
+        {
+            "group.id": group_id or broker["group"],
+            # Offsets are committed by hand, after the database commit.
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": broker["auto_offset_reset"],
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": broker["session_timeout_ms"],
+            "max.poll.interval.ms": broker["max_poll_interval_ms"],
+            "statistics.interval.ms": 5000,
+        }
+    )
+    return options
+
+
+def producer_options(config: Config) -> dict[str, object]:
+    options = common_options(config)
+    options.update({"linger.ms": 20, "enable.idempotence": False, "acks": "all"})
+    return options
+
+
+def check_kafka(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
+    """Ask the brokers for metadata; (True, description) when one answered in time."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    options = common_options(config)
+    options["logger"] = _silent_logger()
+    admin = AdminClient(options)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as error:
+        return False, f"no Kafka broker answered at {options['bootstrap.servers']} within {timeout:g} s ({error.args[0].str()})"
+    brokers = ", ".join(str(b) for b in metadata.brokers.values())
+    topic = config["broker"]["topic"]
+    known = "present" if topic in metadata.topics else "not present yet"
+    return True, f"Kafka answered: brokers {brokers}; topic {topic} {known}"
+
+
+def _silent_logger():
+    import logging
+
+    quiet = logging.getLogger("librdkafka.check")
+    quiet.setLevel(logging.CRITICAL)
+    return quiet
