@@ -1,0 +1,71 @@
+"""Dead-letter topic: rejected messages, unchanged, with headers telling why and where from.
+
+Contract: ``flush`` returns only when every dead letter sent since the last
+flush is acknowledged by the broker, and raises ``DeadLetterError`` otherwise;
+the worker commits the source offsets only after a successful flush.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import Producer
+
+from writer.message import Rejection
+
+REASON_HEADER = "ccx-rejection-reason"
+DETAIL_HEADER = "ccx-rejection-detail"
+SOURCE_TOPIC_HEADER = "ccx-source-topic"
+SOURCE_PARTITION_HEADER = "ccx-source-partition"
+SOURCE_OFFSET_HEADER = "ccx-source-offset"
+
+
+class DeadLetterError(Exception):
+    pass
+
+
+def dead_letter_headers(headers, rejection: Rejection, topic: str, partition: int, offset: int) -> list:
+    """The original headers, then ours (Kafka headers are a list; repeats are allowed)."""
+    return list(headers or []) + [
+        (REASON_HEADER, rejection.reason.encode()),
+        (DETAIL_HEADER, rejection.detail.encode("utf-8", "replace")[:1000]),
+        (SOURCE_TOPIC_HEADER, topic.encode()),
+        (SOURCE_PARTITION_HEADER, str(partition).encode()),
+        (SOURCE_OFFSET_HEADER, str(offset).encode()),
+    ]
+
+
+class DeadLetters:
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self._pending = 0
+        self._failures: list[str] = []
+
+    def _delivered(self, error, message) -> None:
+        self._pending -= 1
+        if error is not None:
+            self._failures.append(str(error))
+
+    def send(self, message, rejection: Rejection) -> None:
+        headers = dead_letter_headers(message.headers(), rejection, message.topic(), message.partition(), message.offset())
+        self._pending += 1
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic, value=message.value(), key=message.key(), headers=headers, on_delivery=self._delivered
+                )
+                return
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self._producer.poll(0.1)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for all acknowledgements; returns how many were delivered."""
+        sent = self._pending
+        self._producer.flush(timeout)
+        failures, self._failures = self._failures, []
+        if self._pending or failures:
+            pending, self._pending = self._pending, 0
+            raise DeadLetterError(
+                f"dead-letter topic {self.topic}: {len(failures)} failed, {pending} unacknowledged"
+                + (f" ({failures[0]})" if failures else "")
+            )
+        return sent

@@ -1,0 +1,119 @@
+"""librdkafka's built-in mock Kafka cluster, hosted in a child process.
+
+The mock speaks the real Kafka protocol over TCP, so the service, the tests,
+the benchmarks and the quick start use it exactly like a broker: produce
+auto-creates topics (4 partitions), consumer groups and offset commits work.
+Hosting it in its own process lets tests make the broker unavailable
+(``pause``: the process is stopped, connections hang) and available again
+(``resume``).
+
+    with MockKafka() as kafka:
+        produce(kafka.bootstrap_servers, "topic", [b"..."])
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Iterable
+
+
+class MockKafka:
+    def __init__(self, brokers: int = 1, startup_timeout: float = 20.0) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "writer.kafka_mock", str(brokers)],
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        line = self._process.stdout.readline().strip()
+        if not line:
+            self._process.kill()
+            raise RuntimeError("the Kafka mock cluster did not start")
+        self.bootstrap_servers = line
+
+    def pause(self) -> None:
+        """Make the broker unresponsive (the process is stopped; TCP connections hang)."""
+        os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self._process.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self.resume()
+            self._process.stdin.close()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+    def __enter__(self) -> "MockKafka":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def produce(
+    bootstrap_servers: str, topic: str, values: Iterable[bytes | None], keys: Iterable[bytes | None] | None = None,
+    partition: int | None = None, headers=None,
+) -> int:
+    """Produce messages (spread over partitions by key, or round robin without keys); returns the count."""
+    from confluent_kafka import Producer
+
+    # zstd: the mock keeps only 5 MiB per partition; compressed, a backlog of
+    # hundreds of thousands of similar reports fits (real clusters compress too).
+    producer = Producer({
+        "bootstrap.servers": bootstrap_servers, "compression.type": "zstd", "linger.ms": 100,
+        "batch.size": 1_000_000, "batch.num.messages": 100_000, "queue.buffering.max.kbytes": 2_000_000,
+        "message.max.bytes": 20_000_000,
+    })
+    failures = []
+    count = 0
+    key_iter = iter(keys) if keys is not None else None
+    for value in values:
+        kwargs = {"value": value, "on_delivery": lambda err, _msg: err and failures.append(err)}
+        if key_iter is not None:
+            kwargs["key"] = next(key_iter)
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers is not None:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                producer.produce(topic, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        count += 1
+        if count % 10000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(60)
+    if remaining or failures:
+        raise RuntimeError(f"produce to {topic}: {remaining} unacknowledged, failures: {failures[:3]}")
+    return count
+
+
+def _host(brokers: int) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"test.mock.num.brokers": brokers, "logger": _quiet_logger()})
+    metadata = producer.list_topics(timeout=10)
+    print(",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values()), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sys.stdin.read()  # until the parent closes our stdin (or dies)
+
+
+def _quiet_logger():
+    import logging
+
+    logger = logging.getLogger("kafka-mock")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    return logger
+
+
+if __name__ == "__main__":
+    _host(int(sys.argv[1]) if len(sys.argv) > 1 else 1)

@@ -1,0 +1,201 @@
+"""What happens to one incoming message (SPEC section 3), as pure functions.
+
+``parse_message(value, offset, now)`` takes the raw Kafka value and returns
+either a ``Row`` ready to be stored or a ``Rejection`` with a reason code and
+a one-line detail. It never raises: whatever the bytes are, the caller gets
+one of the two.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from dataclasses import dataclass
+
+import orjson
+
+CURRENT_SCHEMA_VERSION = 2
+PG_INTEGER_MAX = 2**31 - 1
+REQUIRED_REPORT_KEYS = ("fingerprints", "reports", "system")
+STRIPPED_REPORT_KEYS = ("system", "fingerprints", "skips", "info", "pass", "analysis_metadata")
+
+# Reason codes: a small fixed set, used as metric label values.
+EMPTY_MESSAGE = "empty_message"
+INVALID_JSON = "invalid_json"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_FIELD = "missing_field"
+WRONG_TYPE = "wrong_type"
+OUT_OF_RANGE = "out_of_range"
+INVALID_CLUSTER_NAME = "invalid_cluster_name"
+INCOMPLETE_REPORT = "incomplete_report"
+INVALID_TIMESTAMP = "invalid_timestamp"
+FUTURE_TIMESTAMP = "future_timestamp"
+REFUSED_BY_DATABASE = "refused_by_database"
+REJECTION_REASONS = (
+    EMPTY_MESSAGE, INVALID_JSON, NOT_AN_OBJECT, MISSING_FIELD, WRONG_TYPE, OUT_OF_RANGE,
+    INVALID_CLUSTER_NAME, INCOMPLETE_REPORT, INVALID_TIMESTAMP, FUTURE_TIMESTAMP, REFUSED_BY_DATABASE,
+)
+
+# The form character(36) holds: the canonical 8-4-4-4-12 hexadecimal UUID.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{20}")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):(\d{2}))"
+)
+
+
+@dataclass(slots=True, frozen=True)
+class Row:
+    """One new_reports row, plus what the worker needs to report about it."""
+
+    org_id: int
+    account_number: int
+    cluster: str
+    report: bytes  # compact JSON of the shrunk report
+    updated_at: datetime.datetime  # LastChecked in UTC, naive, microsecond precision
+    kafka_offset: int
+    request_id: str | None = None
+    version: int | None = CURRENT_SCHEMA_VERSION
+
+    @property
+    def key(self) -> tuple[int, str, datetime.datetime]:
+        """The primary key of new_reports."""
+        return (self.org_id, self.cluster, self.updated_at)
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    reason: str
+    detail: str
+    org_id: int | None = None
+    cluster: str | None = None
+    request_id: str | None = None
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+
+def _load_json(value: bytes):
+    # orjson turns integers beyond 64 bits into floats, silently changing the
+    # report; a run of 20 digits may be such an integer, so those rare messages
+    # are parsed by the standard library, which keeps every integer exact.
+    if _LONG_DIGIT_RUN.search(value) is None:
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError as error:
+            raise _Reject(INVALID_JSON, f"not valid JSON: {str(error).splitlines()[0]}") from None
+    try:
+        return json.loads(value.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as error:
+        raise _Reject(INVALID_JSON, f"not valid JSON: {str(error).splitlines()[0][:200]}") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _dump_json(report: dict) -> bytes:
+    try:
+        return orjson.dumps(report)
+    except orjson.JSONEncodeError:
+        pass
+    # Deeper nesting or wider integers than orjson writes.
+    try:
+        return json.dumps(report, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError) as error:
+        raise _Reject(INVALID_JSON, f"Report cannot be written as JSON: {error}") from None
+
+
+def _integer(message: dict, field: str) -> int:
+    if field not in message:
+        raise _Reject(MISSING_FIELD, f"{field} is missing")
+    value = message[field]
+    if type(value) is not int:
+        raise _Reject(WRONG_TYPE, f"{field} must be an integer, got {type(value).__name__}")
+    if not 0 <= value <= PG_INTEGER_MAX:
+        raise _Reject(OUT_OF_RANGE, f"{field} {value} is outside 0..{PG_INTEGER_MAX}")
+    return value
+
+
+def parse_timestamp(text: str) -> datetime.datetime:
+    """RFC 3339 -> naive UTC datetime, nanoseconds rounded half-to-even to microseconds."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}")
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+    nanoseconds = int((fraction or "0").ljust(9, "0"))
+    micro, remainder = divmod(nanoseconds, 1000)
+    if remainder > 500 or (remainder == 500 and micro % 2 == 1):
+        micro += 1
+    stamp = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    offset = datetime.timedelta()
+    if not zulu:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ValueError(f"invalid UTC offset in {text[:64]!r}")
+        offset = datetime.timedelta(hours=int(off_h), minutes=int(off_m)) * (1 if sign == "+" else -1)
+    return stamp + datetime.timedelta(microseconds=micro) - offset
+
+
+def shrink_report(report: dict) -> dict:
+    """The report without the keys the notification service never reads."""
+    return {key: value for key, value in report.items() if key not in STRIPPED_REPORT_KEYS}
+
+
+def parse_message(value: bytes | None, offset: int, now: datetime.datetime) -> Row | Rejection:
+    """Validate, shrink and convert one message; ``now`` is naive UTC."""
+    org_id = cluster = request_id = None
+    try:
+        if not value:
+            raise _Reject(EMPTY_MESSAGE, "message has no value")
+        message = _load_json(value)
+        if not isinstance(message, dict):
+            raise _Reject(NOT_AN_OBJECT, f"message is a JSON {type(message).__name__}, not an object")
+        request_id = message.get("RequestId")
+        if request_id is not None and not isinstance(request_id, str):
+            request_id = None
+            raise _Reject(WRONG_TYPE, "RequestId must be a string")
+        org_id = _integer(message, "OrgID")
+        account_number = _integer(message, "AccountNumber")
+        if "ClusterName" not in message:
+            raise _Reject(MISSING_FIELD, "ClusterName is missing")
+        cluster = message["ClusterName"]
+        if not isinstance(cluster, str):
+            cluster = None
+            raise _Reject(WRONG_TYPE, "ClusterName must be a string")
+        if not _UUID.fullmatch(cluster):
+            shown, cluster = cluster[:64], None
+            raise _Reject(INVALID_CLUSTER_NAME, f"ClusterName {shown!r} is not a UUID")
+        if "Report" not in message:
+            raise _Reject(MISSING_FIELD, "Report is missing")
+        report = message["Report"]
+        if not isinstance(report, dict):
+            raise _Reject(WRONG_TYPE, f"Report must be an object, got {type(report).__name__}")
+        missing = [key for key in REQUIRED_REPORT_KEYS if key not in report]
+        if missing:
+            raise _Reject(INCOMPLETE_REPORT, f"Report lacks {', '.join(missing)}")
+        version = message.get("Version")
+        if version is not None and type(version) is not int:
+            raise _Reject(WRONG_TYPE, "Version must be an integer")
+        shrunk = _dump_json(shrink_report(report))
+        # Timestamp problems share one reason, whatever their form: the
+        # original treats a missing or malformed LastChecked alike.
+        if "LastChecked" not in message:
+            raise _Reject(INVALID_TIMESTAMP, "LastChecked is missing")
+        last_checked = message["LastChecked"]
+        if not isinstance(last_checked, str):
+            raise _Reject(INVALID_TIMESTAMP, f"LastChecked must be a string, got {type(last_checked).__name__}")
+        try:
+            updated_at = parse_timestamp(last_checked)
+        except (ValueError, OverflowError) as error:
+            raise _Reject(INVALID_TIMESTAMP, f"LastChecked: {error}") from None
+        if updated_at > now:
+            raise _Reject(FUTURE_TIMESTAMP, f"got a message from the future: LastChecked {last_checked[:40]}")
+        return Row(org_id, account_number, cluster, shrunk, updated_at, offset, request_id, version)
+    except _Reject as rejection:
+        return Rejection(rejection.reason, rejection.detail, org_id, cluster, request_id)
+    except Exception as error:  # noqa: BLE001 - the contract is "never raises"
+        return Rejection(INVALID_JSON, f"unexpected input: {type(error).__name__}: {error}", org_id, cluster, request_id)

@@ -1,0 +1,290 @@
+"""Supervisor: starts the worker processes, restarts them, stops them cleanly, serves metrics.
+
+Contracts:
+
+- SIGTERM/SIGINT: every worker gets SIGTERM, finishes and commits the batch
+  it holds, leaves the group; the supervisor exits 0. Bound: batch timeout +
+  one batch write (at most ``[processing] shutdown_timeout_s`` while the
+  database is failing), after which a worker still running is killed (its
+  uncommitted batch is consumed again later, nothing is lost).
+- A worker that dies is restarted with exponential backoff; more than
+  ``max_restarts`` deaths within ``restart_window_s`` stop the service with
+  the exit status of the last death (or 2, consumer error).
+- Replay mode: the end offsets of every partition are read at start; when the
+  group's committed offsets reach them all, the workers are stopped and a
+  summary is printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+from writer import exit_codes
+from writer.config import Config, parse_listen_address
+
+log = logging.getLogger("writer.supervisor")
+
+
+class ReplayTarget:
+    """The end offsets seen at start, and whether the group's commits have reached them."""
+
+    def __init__(self, config: Config, group_id: str | None, timeout: float = 10.0) -> None:
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        from writer.kafka_options import consumer_options
+
+        options = consumer_options(config, group_id)
+        options.pop("statistics.interval.ms", None)
+        self._consumer = Consumer({**options, "logger": logging.getLogger("writer.replay")})
+        topic = config["broker"]["topic"]
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=timeout)
+        except KafkaException as error:
+            raise ConnectionError(f"cannot read the partitions of {topic}: {error.args[0].str()}") from None
+        described = metadata.topics.get(topic)
+        partitions = sorted(described.partitions) if described is not None and described.error is None else []
+        self.ends: dict[int, tuple[int, int]] = {}
+        for partition in partitions:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            self.ends[partition] = (low, high)
+        self.topic = topic
+        self.total = sum(high - low for low, high in self.ends.values())
+        self._partitions = [TopicPartition(topic, p) for p in partitions]
+
+    def reached(self) -> bool:
+        from confluent_kafka import KafkaException
+
+        pending = [tp for tp in self._partitions if self.ends[tp.partition][1] > self.ends[tp.partition][0]]
+        if not pending:
+            return True
+        try:
+            committed = self._consumer.committed(pending, timeout=5)
+        except KafkaException:
+            return False
+        return all(tp.offset >= self.ends[tp.partition][1] for tp in committed)
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+@dataclass
+class WorkerSlot:
+    slot: int
+    process: multiprocessing.Process | None = None
+    restart_at: float = 0.0
+    deaths: list[float] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, config: Config, metrics_dir: str, replay: bool = False, group_id: str | None = None) -> None:
+        from writer.metrics import Metrics
+
+        self.config = config
+        self.metrics_dir = metrics_dir
+        self.replay = replay
+        self.group_id = group_id
+        self.context = multiprocessing.get_context("spawn")
+        self.count = config.worker_count
+        from writer.status import new_status_array
+
+        self.status_array = new_status_array(self.context, self.count)
+        self.slots = [WorkerSlot(i) for i in range(self.count)]
+        self.stop_requested = threading.Event()
+        self.metrics = Metrics(config["metrics"]["namespace"])
+        self.exit_status = exit_codes.OK
+        self.http = None
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.replay_target: ReplayTarget | None = None
+
+    # ---- metrics and health ---------------------------------------------
+
+    def render_metrics(self) -> bytes:
+        from writer.metrics import collect_multiprocess, render
+
+        return render(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+
+    def totals(self) -> dict[str, float]:
+        from writer.metrics import collect_multiprocess, totals
+
+        return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+
+    def health(self) -> tuple[bool, dict]:
+        from writer.status import read_slot
+
+        stale_after = max(10.0, 3 * self.config["processing"]["batch_timeout_ms"] / 1000)
+        now = time.time()
+        workers = []
+        for slot in self.slots:
+            state = read_slot(self.status_array, slot.slot)
+            alive = slot.process is not None and slot.process.is_alive()
+            consuming = alive and state["broker_up"] == 1 and now - state["last_poll"] < stale_after
+            workers.append({
+                "worker": slot.slot, "pid": slot.process.pid if slot.process else None, "alive": alive,
+                "consuming": consuming, "broker_up": state["broker_up"] == 1,
+                "database_ok": state["database_ok"] == 1, "assigned_partitions": int(state["assigned"]),
+                "seconds_since_poll": round(now - state["last_poll"], 1),
+            })
+        ok = all(w["consuming"] for w in workers) and not self.stop_requested.is_set()
+        return ok, {"status": "ok" if ok else "unavailable", "workers": workers}
+
+    # ---- processes --------------------------------------------------------
+
+    def _start_worker(self, slot: WorkerSlot) -> None:
+        from writer.worker import worker_main
+
+        process = self.context.Process(
+            target=worker_main, args=(self.config, slot.slot, self.status_array, self.group_id),
+            name=f"worker-{slot.slot}", daemon=False,
+        )
+        process.start()
+        slot.process = process
+        log.info("worker %d started", slot.slot, extra={"worker_pid": process.pid})
+
+    def _reap(self) -> bool:
+        """Handle dead workers; False when they keep dying and the service must stop."""
+        from prometheus_client import multiprocess
+
+        now = time.monotonic()
+        policy = self.config["processing"]
+        for slot in self.slots:
+            process = slot.process
+            if process is None:
+                if now >= slot.restart_at:
+                    self._start_worker(slot)
+                continue
+            if process.is_alive():
+                continue
+            code = process.exitcode
+            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
+            slot.process = None
+            slot.deaths = [t for t in slot.deaths if now - t < policy["restart_window_s"]] + [now]
+            log.error("worker %d (pid %d) died with status %s", slot.slot, process.pid, code)
+            if len(slot.deaths) > policy["max_restarts"]:
+                log.error("worker %d died %d times within %d s: stopping", slot.slot, len(slot.deaths),
+                          policy["restart_window_s"])
+                self.exit_status = code if code and code > 0 else exit_codes.CONSUMER_ERROR
+                return False
+            delay = min(30.0, 0.5 * 2 ** (len(slot.deaths) - 1))
+            slot.restart_at = now + delay
+            self.metrics.worker_restarts.inc()
+            log.warning("restarting worker %d in %.1f s", slot.slot, delay)
+        self.metrics.workers_alive.set(sum(1 for s in self.slots if s.process is not None))
+        return True
+
+    def _stop_workers(self) -> None:
+        from prometheus_client import multiprocess
+
+        running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
+        for process in running:
+            os.kill(process.pid, signal.SIGTERM)
+        policy = self.config["processing"]
+        deadline = time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000 + 5
+        for process in running:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.error("worker pid %d did not stop in time; killing it (its batch will be consumed again)", process.pid)
+                process.kill()
+                process.join(5)
+            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
+        for slot in self.slots:
+            slot.process = None
+
+    # ---- main loop ----------------------------------------------------------
+
+    def request_stop(self, *_signal_args) -> None:
+        self.stop_requested.set()
+
+    def run(self) -> int:
+        from writer import http_server
+
+        host, port = parse_listen_address(self.config["metrics"]["address"])
+        try:
+            self.http = http_server.start(host, port, self.render_metrics, self.health)
+        except OSError as error:
+            log.error("cannot serve metrics on %s: %s", self.config["metrics"]["address"], error.strerror)
+            return exit_codes.HTTP_SERVER_ERROR
+        self.metrics_address = f"http://{host if host != '0.0.0.0' else 'localhost'}:{self.http.server_address[1]}/metrics"
+        if self.replay:
+            try:
+                self.replay_target = ReplayTarget(self.config, self.group_id)
+            except ConnectionError as error:
+                log.error("%s", error)
+                self._close_http()
+                return exit_codes.KAFKA_ERROR
+            log.info("replay: %d messages in %d partitions up to the end offsets seen at start",
+                     self.replay_target.total, len(self.replay_target.ends))
+        log.info("starting %d workers; metrics on %s", self.count, self.metrics_address)
+        try:
+            while not self.stop_requested.is_set():
+                if not self._reap():
+                    break
+                if self.replay_target is not None and self.replay_target.reached():
+                    self.finished = time.monotonic()
+                    log.info("replay: caught up with the end offsets")
+                    break
+                self.stop_requested.wait(0.2)
+        finally:
+            self._stop_workers()
+            if self.replay_target is not None:
+                self.replay_target.close()
+            self._close_http()
+        log.info("supervisor stopped", extra={"exit_status": self.exit_status})
+        return self.exit_status
+
+    def _close_http(self) -> None:
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.server_close()
+
+
+def summary(totals: dict[str, float], seconds: float) -> dict:
+    rejected = {k[len("messages_rejected{reason="):-1]: int(v) for k, v in totals.items() if k.startswith("messages_rejected{")}
+    messages = int(totals.get("consumed_messages", 0))
+    return {
+        "messages": messages,
+        "stored": int(totals.get("stored_messages", 0)),
+        "duplicates": int(totals.get("duplicates_skipped", 0)),
+        "rejected": sum(rejected.values()),
+        "rejected_by_reason": rejected,
+        "seconds": round(seconds, 3),
+        "messages_per_second": round(messages / seconds, 1) if seconds > 0 else 0.0,
+    }
+
+
+def format_summary(result: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(result["rejected_by_reason"].items()))
+    return (
+        f"messages {result['messages']}, stored {result['stored']}, duplicates {result['duplicates']}, "
+        f"rejected {result['rejected']}{f' ({reasons})' if reasons else ''}, "
+        f"{result['seconds']:.2f} s, {result['messages_per_second']:.0f} messages/s"
+    )
+
+
+def run_service(config: Config, replay: bool = False, group_id: str | None = None, on_summary=print) -> int:
+    """Run the service until stopped (or, in replay mode, caught up); returns the exit status."""
+    if not config["broker"]["enabled"]:
+        log.warning("[broker] enabled is false: nothing to consume")
+        return exit_codes.OK
+    metrics_dir = tempfile.mkdtemp(prefix="ccx-writer-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    supervisor = Supervisor(config, metrics_dir, replay=replay, group_id=group_id)
+    previous = {sig: signal.signal(sig, supervisor.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        status = supervisor.run()
+        if replay and status == exit_codes.OK:
+            seconds = (supervisor.finished or time.monotonic()) - supervisor.started
+            on_summary("replay finished: " + format_summary(summary(supervisor.totals(), seconds)))
+        return status
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,355 @@
+"""Worker process: one member of the consumer group, storing batches of messages.
+
+What a batch guarantees (``Worker.handle_batch``), in order:
+
+1. every message is parsed: a valid one becomes a row, an invalid one a
+   rejection (counted, logged with topic/partition/offset and reason);
+2. the rows are written in one transaction (``storage.BatchWriter``); while a
+   transient database error lasts, the same rows are retried with exponential
+   backoff and jitter, the partitions are paused and the consumer keeps
+   polling so the worker keeps its group membership; rows the database refuses
+   become rejections;
+3. rejections go to the dead-letter topic (when configured) and are
+   acknowledged;
+4. only then the offsets are committed: for each partition still assigned,
+   the offset after the last message of the batch;
+5. payload-tracker statuses are sent and flushed.
+
+A crash anywhere before step 4 leaves the offsets where they were: the batch
+is consumed again and the idempotent write skips what was already stored.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import signal
+import sys
+import time
+from collections import defaultdict
+
+import orjson
+import tenacity
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from writer import exit_codes
+from writer.config import Config
+from writer.copy_rows import unique_by_key
+from writer.database import conninfo
+from writer.dead_letters import DeadLetterError, DeadLetters
+from writer.kafka_options import consumer_options, producer_options
+from writer.message import (
+    CURRENT_SCHEMA_VERSION, FUTURE_TIMESTAMP, INVALID_TIMESTAMP, REFUSED_BY_DATABASE, Rejection, Row, parse_message,
+)
+from writer.metrics import Metrics
+from writer.status import WorkerStatus
+from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteResult
+from writer.tracker import ERROR, PROCESSED, RECEIVED, SUCCESS, PayloadTracker
+
+log = logging.getLogger("writer.worker")
+
+# Rejections found after parsing (the original counted these messages as parsed).
+_REJECTED_AFTER_PARSE = {INVALID_TIMESTAMP, FUTURE_TIMESTAMP}
+
+
+class Worker:
+    def __init__(self, config: Config, status: WorkerStatus, group_id: str | None = None) -> None:
+        self.config = config
+        self.status = status
+        self.topic = config["broker"]["topic"]
+        processing = config["processing"]
+        self.batch_size = processing["batch_size"]
+        self.batch_timeout = processing["batch_timeout_ms"] / 1000
+        self.shutdown_timeout = processing["shutdown_timeout_s"]
+        self.metrics = Metrics(config["metrics"]["namespace"])
+        self.stopping = False
+        self.stop_deadline = float("inf")
+        self.assigned: set[tuple[str, int]] = set()
+        self.retrying_write = False
+        self.carry_over: list = []  # messages polled while paused, handled in the next batch
+
+        options = consumer_options(config, group_id)
+        options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats, "logger": log})
+        self.consumer = Consumer(options)
+        producer = None
+        if config["broker"]["dead_letter_topic"] or config["tracker"]["topic"]:
+            producer = Producer({**producer_options(config), "error_cb": self._on_kafka_error, "logger": log})
+        self.producer = producer
+        self.dead_letters = DeadLetters(producer, config["broker"]["dead_letter_topic"]) if config["broker"]["dead_letter_topic"] else None
+        self.tracker = (
+            PayloadTracker(producer, config["tracker"]["topic"], config["tracker"]["service_name"])
+            if config["tracker"]["topic"] else None
+        )
+        self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"])
+        retry_limit = config["storage"]["retry_max_seconds"]
+        self.write_retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientDatabaseError),
+            wait=tenacity.wait_exponential_jitter(initial=0.25, max=10, jitter=0.5),
+            stop=tenacity.stop_any(
+                tenacity.stop_after_delay(retry_limit) if retry_limit else tenacity.stop_never,
+                lambda state: self.stopping and time.monotonic() > self.stop_deadline,
+            ),
+            sleep=self._sleep_keeping_membership,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def request_stop(self, *_signal_args) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.stop_deadline = time.monotonic() + self.shutdown_timeout
+
+    def run(self) -> int:
+        self.consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+        )
+        status = exit_codes.OK
+        try:
+            while not self.stopping:
+                room = self.batch_size - len(self.carry_over)
+                fresh = self.consumer.consume(num_messages=room, timeout=self.batch_timeout) if room > 0 else []
+                messages, self.carry_over = self.carry_over + fresh, []
+                self.status.polled()
+                if messages:
+                    self.handle_batch(messages)
+        except TransientDatabaseError as error:
+            log.warning("stopping while the database is unavailable (%s); the batch was not committed "
+                        "and will be consumed again", error)
+        except FatalDatabaseError as error:
+            log.error("database error that retrying cannot fix: %s", error)
+            status = exit_codes.STORAGE_ERROR
+        except DeadLetterError as error:
+            log.error("dead letters not delivered, offsets not committed: %s", error)
+            status = exit_codes.PRODUCER_ERROR
+        except KafkaException as error:
+            log.error("Kafka consumer error: %s", error)
+            status = exit_codes.CONSUMER_ERROR
+        finally:
+            self._close()
+        return status
+
+    def _close(self) -> None:
+        try:
+            self.consumer.close()  # leaves the group, so its partitions move at once
+        except Exception as error:  # noqa: BLE001
+            log.warning("closing the consumer failed: %s", error)
+        if self.producer is not None:
+            self.producer.flush(5)
+        self.writer.close()
+        self.status.stopped()
+
+    # ---- one batch -------------------------------------------------------
+
+    def handle_batch(self, messages: list) -> None:
+        """Parse, store, dead-letter, commit, track: see the module docstring."""
+        started = time.perf_counter()
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        rows: list[Row] = []
+        source = {}
+        rejections: list[tuple[object, Rejection]] = []
+        next_offsets: dict[tuple[str, int], int] = {}
+        consumed = 0
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
+                    self.metrics.original["consuming_errors"].inc()
+                continue
+            consumed += 1
+            position = (message.topic(), message.partition())
+            next_offsets[position] = max(next_offsets.get(position, 0), message.offset() + 1)
+            result = parse_message(message.value(), message.offset(), now)
+            if type(result) is Row:
+                rows.append(result)
+                source[id(result)] = message
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("message parsed", extra=_where(message, result.org_id, result.cluster))
+            else:
+                rejections.append((message, result))
+        if not consumed:
+            return
+
+        unique_rows, repeated = unique_by_key(rows)
+        write_started = time.perf_counter()
+        written = self._write_with_retry(unique_rows) if unique_rows else WriteResult()
+        self.metrics.write_duration.observe(time.perf_counter() - write_started)
+        for row, reason in written.refused:
+            rejections.append(
+                (source[id(row)], Rejection(REFUSED_BY_DATABASE, reason, row.org_id, row.cluster, row.request_id))
+            )
+        for message, rejection in rejections:
+            log.warning(
+                "message rejected: %s", rejection.detail,
+                extra={**_where(message, rejection.org_id, rejection.cluster), "reason": rejection.reason},
+            )
+        if self.dead_letters is not None and rejections:
+            for message, rejection in rejections:
+                self.dead_letters.send(message, rejection)
+            self.metrics.dead_letters.inc(self.dead_letters.flush())
+
+        self._commit(next_offsets)
+        self._count(consumed, rows, written, repeated, rejections)
+        if self.tracker is not None:
+            self._track(rows, written, rejections)
+        log.debug(
+            "batch done", extra={"messages": consumed, "stored": written.stored,
+                                 "duplicates": written.duplicates + len(repeated), "rejected": len(rejections),
+                                 "seconds": round(time.perf_counter() - started, 4)},
+        )
+
+    def _write_with_retry(self, rows: list[Row]) -> WriteResult:
+        try:
+            for attempt in self.write_retrying:
+                with attempt:
+                    result = self.writer.write(rows)
+        finally:
+            if self.retrying_write:
+                self.retrying_write = False
+                self.consumer.resume(self.consumer.assignment())
+                self.status.database_ok(True)
+        self.status.database_ok(True)
+        return result
+
+    def _sleep_keeping_membership(self, seconds: float) -> None:
+        """Wait before a retry while serving the group protocol, so the partitions stay ours."""
+        if not self.retrying_write:
+            self.retrying_write = True
+            self.status.database_ok(False)
+            self.consumer.pause(self.consumer.assignment())
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self.consumer.poll(min(remaining, 0.5))
+            self.status.polled()
+            if message is not None:
+                self.carry_over.append(message)
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        self.metrics.db_retries.inc()
+        log.warning(
+            "database unavailable, retrying the batch: %s", state.outcome.exception(),
+            extra={"attempt": state.attempt_number, "retry_in_s": round(state.next_action.sleep, 2)},
+        )
+
+    def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items() if (t, p) in self.assigned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:
+            # The rows are stored; whoever consumes these messages again skips them as duplicates.
+            log.warning("offset commit failed (%s); the batch will be consumed again and skipped", error.args[0].str())
+            self.metrics.original["consuming_errors"].inc()
+            return
+        self.metrics.last_commit.set(time.time())
+
+    def _count(self, consumed: int, rows: list[Row], written: WriteResult, repeated: list[Row], rejections) -> None:
+        original = self.metrics.original
+        parsed = len(rows) + sum(1 for _, r in rejections if r.reason in _REJECTED_AFTER_PARSE)
+        original["consumed_messages"].inc(consumed)
+        original["parse_incoming_message"].inc(parsed)
+        original["check_schema_version"].inc(parsed)
+        original["marshal_report"].inc(parsed)
+        original["shrink_report"].inc(parsed)
+        original["check_last_checked_timestamp"].inc(len(rows))
+        if rejections:
+            original["consuming_errors"].inc(len(rejections))
+            by_reason = defaultdict(int)
+            for _, rejection in rejections:
+                by_reason[rejection.reason] += 1
+            for reason, count in by_reason.items():
+                self.metrics.rejected.labels(reason).inc(count)
+        if written.stored:
+            original["stored_messages"].inc(written.stored)
+            original["stored_bytes"].inc(written.stored_bytes)
+            self.metrics.rows_stored.inc(written.stored)
+        duplicates = written.duplicates + len(repeated)
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        self.metrics.batch_size.observe(consumed)
+        unexpected = [r for r in rows if r.version != CURRENT_SCHEMA_VERSION]
+        if unexpected:
+            self.metrics.unexpected_schema_version.inc(len(unexpected))
+            first = unexpected[0]
+            log.warning(
+                "%d messages with Version other than %d (stored anyway); first: offset %d, Version %s",
+                len(unexpected), CURRENT_SCHEMA_VERSION, first.kafka_offset, first.version,
+            )
+
+    def _track(self, rows: list[Row], written: WriteResult, rejections) -> None:
+        refused = {id(row) for row, _ in written.refused}
+        for row in rows:
+            if row.request_id is not None and id(row) not in refused:
+                self.tracker.send(row.request_id, (RECEIVED, PROCESSED, SUCCESS))
+        for _, rejection in rejections:
+            if rejection.request_id is not None:
+                statuses = (RECEIVED, PROCESSED, ERROR) if rejection.reason == REFUSED_BY_DATABASE else (RECEIVED, ERROR)
+                self.tracker.send(rejection.request_id, statuses)
+        self.tracker.flush()
+
+    # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
+
+    def _on_assign(self, consumer, partitions) -> None:
+        self.assigned.update((p.topic, p.partition) for p in partitions)
+        self.status.assigned(len(self.assigned))
+        self.status.broker_up(True)
+        if self.retrying_write:
+            consumer.pause(partitions)
+        log.info("partitions assigned: %s", _describe(partitions))
+
+    def _on_revoke(self, consumer, partitions) -> None:
+        # Between batches nothing is held: every batch is committed before the
+        # next poll. During a database retry the rows of these partitions are
+        # still written, but their offsets are left to the next owner, who
+        # consumes them again and skips them as duplicates.
+        self.assigned.difference_update((p.topic, p.partition) for p in partitions)
+        self.status.assigned(len(self.assigned))
+        log.info("partitions revoked: %s", _describe(partitions))
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            self.status.broker_up(False)
+        log.warning("Kafka: %s", error.str(), extra={"code": error.name()})
+
+    def _on_stats(self, text: str) -> None:
+        stats = orjson.loads(text)
+        up = any(b.get("state") == "UP" and b.get("nodeid", -1) >= 0 for b in stats.get("brokers", {}).values())
+        self.status.broker_up(up)
+        for topic, data in stats.get("topics", {}).items():
+            for partition, numbers in data.get("partitions", {}).items():
+                lag = numbers.get("consumer_lag", -1)
+                if lag >= 0 and (topic, int(partition)) in self.assigned:
+                    self.metrics.consumer_lag.labels(topic, partition).set(lag)
+
+
+def _where(message, org_id=None, cluster=None) -> dict:
+    where = {"topic": message.topic(), "partition": message.partition(), "offset": message.offset()}
+    if org_id is not None:
+        where["org_id"] = org_id
+    if cluster is not None:
+        where["cluster"] = cluster
+    return where
+
+
+def _describe(partitions) -> str:
+    return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "none"
+
+
+def worker_main(config: Config, slot: int, status_array, group_id: str | None) -> None:
+    """Entry point of a worker process (spawned by the supervisor)."""
+    from writer import logs
+
+    logs.configure(config["logging"]["debug"], config["logging"]["log_level"])
+    logs.configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
+    status = WorkerStatus(status_array, slot)
+    try:
+        worker = Worker(config, status, group_id)
+    except Exception as error:  # noqa: BLE001 - report it as one line; the supervisor decides
+        log.error("worker could not start: %s", error)
+        sys.exit(exit_codes.CONSUMER_ERROR)
+    signal.signal(signal.SIGTERM, worker.request_stop)
+    sys.exit(worker.run())
