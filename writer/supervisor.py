@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import resource
 import shutil
 import signal
 import tempfile
@@ -237,7 +238,8 @@ class Supervisor:
             if self.replay_target is not None:
                 self.replay_target.close()
             self._close_http()
-        log.info("supervisor stopped", extra={"exit_status": self.exit_status})
+        log.info("supervisor stopped", extra={"exit_status": self.exit_status,
+                                              "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
         return self.exit_status
 
     def _close_http(self) -> None:
@@ -269,8 +271,11 @@ def format_summary(result: dict) -> str:
     )
 
 
-def run_service(config: Config, replay: bool = False, group_id: str | None = None, on_summary=print) -> int:
-    """Run the service until stopped (or, in replay mode, caught up); returns the exit status."""
+def run_service(config: Config, replay: bool = False, group_id: str | None = None, on_summary=None) -> int:
+    """Run the service until stopped (or, in replay mode, caught up); returns the exit status.
+
+    In replay mode the summary is printed, or handed to ``on_summary`` as a dict.
+    """
     if not config["broker"]["enabled"]:
         log.warning("[broker] enabled is false: nothing to consume")
         return exit_codes.OK
@@ -282,7 +287,12 @@ def run_service(config: Config, replay: bool = False, group_id: str | None = Non
         status = supervisor.run()
         if replay and status == exit_codes.OK:
             seconds = (supervisor.finished or time.monotonic()) - supervisor.started
-            on_summary("replay finished: " + format_summary(summary(supervisor.totals(), seconds)))
+            result = summary(supervisor.totals(), seconds)
+            result["metrics_address"] = supervisor.metrics_address
+            if on_summary is None:
+                print("replay finished: " + format_summary(result), flush=True)
+            else:
+                on_summary(result)
         return status
     finally:
         for sig, handler in previous.items():
