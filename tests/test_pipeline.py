@@ -223,3 +223,29 @@ def test_metrics_address_in_use_is_an_http_error(migrated_database, kafka_bootst
         service = Service(env)
         assert service.finish(60) == 6
     assert "cannot serve metrics" in service.stderr
+
+
+def test_invalid_sentry_dsn_is_a_configuration_error(migrated_database, cli, topic):
+    result = cli(env={**migrated_database.env(), "CCX_NOTIFICATION_WRITER__SENTRY__DSN": "not-a-dsn-secret"})
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "sentry" in result.stderr and "not-a-dsn-secret" not in result.stderr
+
+
+def test_logs_are_json_lines_and_readable_in_debug_mode(migrated_database, kafka_bootstrap, topic, cli):
+    produce(kafka_bootstrap, topic, [sample_messages.encoded(1), b"garbage"], [b"a", b"b"])
+    env = service_env(migrated_database, kafka_bootstrap, topic)
+    production = cli("--replay", env=env, timeout=120)
+    assert production.returncode == 0, production.stderr[-2000:]
+    lines = [line for line in production.stderr.splitlines() if line.strip()]
+    parsed = [orjson.loads(line) for line in lines]  # every line is one JSON object
+    rejected = [p for p in parsed if p["message"].startswith("message rejected")]
+    assert len(rejected) == 1 and rejected[0]["reason"] == "invalid_json" and rejected[0]["topic"] == topic
+    assert "offset" in rejected[0] and "partition" in rejected[0]
+    assert not [p for p in parsed if p["level"] == "debug"]
+
+    debug_env = dict(service_env(migrated_database, kafka_bootstrap, topic), CCX_NOTIFICATION_WRITER__LOGGING__DEBUG="true")
+    debug = cli("--replay", "--group-id", "debug-group", env=debug_env, timeout=120)
+    assert debug.returncode == 0
+    assert "DEBUG" in debug.stderr and "message parsed" in debug.stderr
+    assert not debug.stderr.lstrip().startswith("{")

@@ -100,7 +100,10 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
         print(text)
         return exit_codes.OK if ok else exit_codes.KAFKA_ERROR
     if operation is None:
-        logs.configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
+        try:
+            logs.configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
+        except config_module.ConfigError as error:
+            raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
         from writer.supervisor import run_service
 
         return run_service(config, replay=args.replay, group_id=args.group_id)

@@ -56,4 +56,9 @@ def configure_sentry(dsn: str, environment: str) -> None:
         return
     import sentry_sdk
 
-    sentry_sdk.init(dsn=dsn, environment=environment or None, send_default_pii=False)
+    from writer.config import ConfigError
+
+    try:
+        sentry_sdk.init(dsn=dsn, environment=environment or None, send_default_pii=False)
+    except sentry_sdk.utils.BadDsn:
+        raise ConfigError("[sentry] dsn is not a valid Sentry DSN (value not shown)") from None
