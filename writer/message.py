@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 from dataclasses import dataclass
 
@@ -40,8 +41,21 @@ REJECTION_REASONS = (
 # The form character(36) holds: the canonical 8-4-4-4-12 hexadecimal UUID.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _LONG_DIGIT_RUN = re.compile(rb"[0-9]{20}")
+# Every ASCII digit -> "0", "-" stays, any other byte -> " ": a run of 20 digits (or "-" and 19,
+# below -2**63) becomes a plain substring, found about ten times faster than with a regular
+# expression, which dominated parsing time.
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else byte if byte == 0x2D else 0x20 for byte in range(256))
+_TWENTY_DIGITS = b"0" * 20
+_MINUS_NINETEEN_DIGITS = b"-" + b"0" * 19
+
+
+def _may_hold_wide_integer(value: bytes) -> bool:
+    """True when the text may hold an integer outside orjson's range (-2**63 .. 2**64-1)."""
+    digits = value.translate(_DIGITS_ONLY)
+    return _TWENTY_DIGITS in digits or _MINUS_NINETEEN_DIGITS in digits
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):(\d{2}))"
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # \d: 0-9 only, not every Unicode digit
 )
 
 
@@ -83,19 +97,29 @@ def _load_json(value: bytes):
     # orjson turns integers beyond 64 bits into floats, silently changing the
     # report; a run of 20 digits may be such an integer, so those rare messages
     # are parsed by the standard library, which keeps every integer exact.
-    if _LONG_DIGIT_RUN.search(value) is None:
+    if not _may_hold_wide_integer(value):
         try:
             return orjson.loads(value)
         except orjson.JSONDecodeError as error:
             raise _Reject(INVALID_JSON, f"not valid JSON: {str(error).splitlines()[0]}") from None
     try:
-        return json.loads(value.decode("utf-8"), parse_constant=_refuse_constant)
+        message = json.loads(value.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        # Refuse what orjson refuses: lone surrogate escapes (\ud800) are not Unicode text.
+        json.dumps(message, ensure_ascii=False).encode("utf-8")
+        return message
     except (ValueError, RecursionError) as error:
         raise _Reject(INVALID_JSON, f"not valid JSON: {str(error).splitlines()[0][:200]}") from None
 
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):  # e.g. 1e400, which orjson refuses and would write as null
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
 
 
 def _dump_json(report: dict) -> bytes:

@@ -104,7 +104,11 @@ class BatchWriter:
         if self._connection is None or self._connection.closed or self._connection.broken:
             self.close()
             connection = psycopg.connect(self._conninfo, autocommit=True)
-            connection.execute(_CREATE_STAGING)
+            try:
+                connection.execute(_CREATE_STAGING)
+            except BaseException:
+                connection.close()  # not kept alive by the traceback the caller may hold
+                raise
             connection.autocommit = False
             self._connection = connection
         return self._connection
