@@ -249,3 +249,29 @@ def test_logs_are_json_lines_and_readable_in_debug_mode(migrated_database, kafka
     assert debug.returncode == 0
     assert "DEBUG" in debug.stderr and "message parsed" in debug.stderr
     assert not debug.stderr.lstrip().startswith("{")
+
+
+def test_service_stops_at_start_when_the_database_is_not_usable(database, kafka_bootstrap, topic, cli):
+    env = service_env(database, kafka_bootstrap, topic)
+    no_schema = cli(env=env, timeout=60)
+    assert no_schema.returncode == 5
+    assert "new_reports does not exist" in no_schema.stderr
+    wrong_database = cli(env={**env, "CCX_NOTIFICATION_WRITER__STORAGE__PG_DB_NAME": "no_such_database",
+                              "CCX_NOTIFICATION_WRITER__STORAGE__PG_PASSWORD": "secret-pw-123"}, timeout=60)
+    assert wrong_database.returncode == 5
+    assert "cannot connect to PostgreSQL" in wrong_database.stderr
+    assert "secret-pw-123" not in wrong_database.stderr + wrong_database.stdout
+
+
+def test_a_batch_refused_entirely_stops_the_worker_without_committing(migrated_database, kafka_bootstrap, topic):
+    with migrated_database.connect() as connection:
+        connection.execute("ALTER TABLE new_reports ADD CONSTRAINT test_only_broken CHECK (org_id < 0)")
+    produce(kafka_bootstrap, topic, [sample_messages.encoded(i) for i in range(50)], [b"one"] * 50)
+    env = service_env(migrated_database, kafka_bootstrap, topic, processing__workers="1",
+                      processing__max_restarts="1", processing__batch_timeout_ms="1000")
+    service = Service(env)
+    assert service.finish(120) == 5, service.stderr[-2000:]
+    assert "refused all" in service.stderr
+    ends = end_offsets(kafka_bootstrap, topic)
+    committed = committed_offsets(kafka_bootstrap, topic, env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"], ends)
+    assert all(offset < 0 for offset in committed.values())  # nothing committed: nothing lost

@@ -13,7 +13,9 @@ What a batch write guarantees (``BatchWriter.write``):
   failure, ...) raises ``TransientDatabaseError`` with nothing committed; the
   caller retries the same batch;
 - any other failure raises ``FatalDatabaseError``: the caller must stop
-  without committing offsets, since retrying or rejecting would be wrong.
+  without committing offsets, since retrying or rejecting would be wrong;
+  so does a batch of ``REFUSE_ALL_THRESHOLD`` or more rows that the database
+  refuses entirely (a broken trigger or schema, not bad data).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ STAGING_TABLE = "new_reports_incoming"
 # After a batch with key conflicts, this many batches go straight to the
 # staging path before the direct COPY is tried again.
 STAGING_STREAK = 20
+# A batch at least this large whose rows are ALL refused means the database,
+# not the data, is wrong.
+REFUSE_ALL_THRESHOLD = 10
 
 _COPY_DIRECT = sql.SQL("COPY new_reports ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -128,6 +133,13 @@ class BatchWriter:
             if is_transient(error):
                 raise TransientDatabaseError(safe_error_text(error)) from error
             raise FatalDatabaseError(safe_error_text(error)) from error
+        if len(result.refused) == len(rows) >= REFUSE_ALL_THRESHOLD:
+            # Every row of a sizeable batch refused: a broken trigger or schema,
+            # not bad data. Rejecting them all would drop the stream, so stop.
+            raise FatalDatabaseError(
+                f"the database refused all {len(rows)} rows of a batch (first: {result.refused[0][1]}); "
+                "stopping instead of rejecting them all"
+            )
         if result.duplicates:
             self._staging_batches_left = STAGING_STREAK
         elif self._staging_batches_left:

@@ -76,6 +76,27 @@ class ReplayTarget:
         self._consumer.close()
 
 
+def preflight_database(config: Config) -> str | None:
+    """Why the service cannot start on this database, or None.
+
+    Checked once at start so that a wrong address, credentials or database
+    name stops the service with one clear line; once running, the workers
+    treat a lost connection as transient and retry.
+    """
+    import psycopg
+
+    from writer import database
+
+    try:
+        with database.connect(config, autocommit=True) as connection:
+            if not connection.execute("SELECT to_regclass('new_reports') IS NOT NULL").fetchone()[0]:
+                return (f"table new_reports does not exist in {database.describe(config)}: "
+                        "run --db-init-migration, --db-init and --migrate latest first")
+    except psycopg.Error as error:
+        return f"cannot connect to PostgreSQL at {database.describe(config)}: {database.safe_error_text(error)}"
+    return None
+
+
 @dataclass
 class WorkerSlot:
     slot: int
@@ -214,6 +235,11 @@ class Supervisor:
             log.error("cannot serve metrics on %s: %s", self.config["metrics"]["address"], error.strerror)
             return exit_codes.HTTP_SERVER_ERROR
         self.metrics_address = f"http://{host if host != '0.0.0.0' else 'localhost'}:{self.http.server_address[1]}/metrics"
+        problem = preflight_database(self.config)
+        if problem is not None:
+            log.error("%s", problem)
+            self._close_http()
+            return exit_codes.STORAGE_ERROR
         if self.replay:
             try:
                 self.replay_target = ReplayTarget(self.config, self.group_id)
