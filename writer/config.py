@@ -141,6 +141,15 @@ class Config:
 
 def _coerce(section: str, key: str, value: Any, origin: str) -> Any:
     """Check/convert one value to the type of its default; origin names where it came from."""
+    try:
+        return _coerce_value(section, key, value, origin)
+    except ConfigError:
+        if (section, key) in SECRET_KEYS:  # never echo a (mistyped) secret into the error line
+            raise ConfigError(f"{origin}: expected a string (value not shown)") from None
+        raise
+
+
+def _coerce_value(section: str, key: str, value: Any, origin: str) -> Any:
     default = SCHEMA[section][key]
     where = f"{origin}: "
     if isinstance(default, bool):
@@ -231,13 +240,16 @@ def _apply_clowder(values: dict, path: str) -> None:
     one-line configuration errors.
     """
     try:
+        # The import itself already loads os.environ["ACG_CONFIG"], so it belongs in this try.
         from app_common_python import loadConfig
+
+        clowder = loadConfig(path)
     except ImportError:  # pragma: no cover - it is a runtime dependency
         raise ConfigError("ACG_CONFIG is set but app-common-python is not installed") from None
-    try:
-        clowder = loadConfig(path)
     except FileNotFoundError:
         raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG) not found") from None
+    except OSError as error:
+        raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG) cannot be read: {error.strerror}") from None
     except ValueError as error:
         raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG) is not valid JSON: {error}") from None
     except (KeyError, TypeError, AttributeError) as error:
