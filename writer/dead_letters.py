@@ -7,7 +7,7 @@ the worker commits the source offsets only after a successful flush.
 
 from __future__ import annotations
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from writer.message import Rejection
 
@@ -16,6 +16,8 @@ DETAIL_HEADER = "ccx-rejection-detail"
 SOURCE_TOPIC_HEADER = "ccx-source-topic"
 SOURCE_PARTITION_HEADER = "ccx-source-partition"
 SOURCE_OFFSET_HEADER = "ccx-source-offset"
+VALUE_DROPPED_HEADER = "ccx-dead-letter-value-dropped"
+_OWN_HEADERS = 5  # dead_letter_headers appends this many
 
 
 class DeadLetterError(Exception):
@@ -41,6 +43,9 @@ class DeadLetters:
         self._failures: list[str] = []
 
     def _delivered(self, error, message) -> None:
+        if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE and message.value() is not None:
+            self._produce(None, message.key(), _value_dropped(message.headers(), len(message.value())))
+            return  # still pending: the slim copy is on its way
         self._pending -= 1
         if error is not None:
             self._failures.append(str(error))
@@ -48,14 +53,22 @@ class DeadLetters:
     def send(self, message, rejection: Rejection) -> None:
         headers = dead_letter_headers(message.headers(), rejection, message.topic(), message.partition(), message.offset())
         self._pending += 1
+        self._produce(message.value(), message.key(), headers)
+
+    def _produce(self, value, key, headers) -> None:
         while True:
             try:
-                self._producer.produce(
-                    self.topic, value=message.value(), key=message.key(), headers=headers, on_delivery=self._delivered
-                )
+                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)
+            except KafkaException as error:
+                # Too large for the producer (or, in _delivered, the broker): a dead letter without the value
+                # (it stays readable at its source topic/partition/offset) instead of a worker crash loop.
+                if value is None or error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    self._pending -= 1
+                    raise
+                value, headers = None, _value_dropped(headers, len(value))
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait for all acknowledgements; returns how many were delivered."""
@@ -69,3 +82,11 @@ class DeadLetters:
                 + (f" ({failures[0]})" if failures else "")
             )
         return sent
+
+
+def _value_dropped(headers, size: int) -> list:
+    """Our headers only (the original ones may be what is too large), saying why the value is missing."""
+    return list(headers or [])[-_OWN_HEADERS:] + [
+        (VALUE_DROPPED_HEADER, f"value of {size} bytes (and the original headers) too large for the dead-letter "
+                               "topic; read it at the source topic/partition/offset".encode()),
+    ]

@@ -31,14 +31,15 @@ def start(host: str, port: int, metrics: Callable[[], bytes], health: Callable[[
         def do_POST(self) -> None:  # noqa: N802
             self._send(405, "text/plain", b"method not allowed\n")
 
-        do_PUT = do_DELETE = do_PATCH = do_POST
+        do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = do_POST
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":  # a HEAD response has no body
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
             log.debug("http: " + format, *args)

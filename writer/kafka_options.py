@@ -44,7 +44,9 @@ def consumer_options(config: Config, group_id: str | None = None) -> dict[str, o
 
 def producer_options(config: Config) -> dict[str, object]:
     options = common_options(config)
-    options.update({"linger.ms": 20, "enable.idempotence": False, "acks": "all"})
+    # lz4 lets a large rejected message fit the dead-letter topic's limit, which
+    # applies to the compressed batch; the client's own limit is raised to match.
+    options.update({"linger.ms": 20, "acks": "all", "compression.type": "lz4", "message.max.bytes": 20_000_000})
     return options
 
 

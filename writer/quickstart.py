@@ -25,6 +25,7 @@ import time
 import urllib.request
 
 import psycopg
+from psycopg import sql
 
 from writer import config as config_module
 from writer import database, migrations, sample_messages
@@ -43,8 +44,8 @@ def _postgres(config: config_module.Config, workdir: str):
     admin["storage"] = {**storage, "pg_db_name": "postgres", "connect_timeout": 3}
     try:
         with psycopg.connect(database.conninfo(config_module.Config(admin)), autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{QUICKSTART_DATABASE}" WITH (FORCE)')
-            connection.execute(f'CREATE DATABASE "{QUICKSTART_DATABASE}"')
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(QUICKSTART_DATABASE)))
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(QUICKSTART_DATABASE)))
         print(f"PostgreSQL: the configured server {storage['pg_host']}:{storage['pg_port']}, "
               f"database {QUICKSTART_DATABASE} (created afresh)")
         config.values["storage"]["pg_db_name"] = QUICKSTART_DATABASE

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from psycopg import sql
+
 BASE_SCHEMA = [
     """
     CREATE TABLE IF NOT EXISTS notification_types (
@@ -195,8 +197,9 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         "comments on all tables",
-        [f"COMMENT ON TABLE {table} IS '{text}'" for table, text in TABLE_COMMENTS.items()],
-        [f"COMMENT ON TABLE {table} IS NULL" for table in TABLE_COMMENTS],
+        [sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.Identifier(table), sql.Literal(text))
+         for table, text in TABLE_COMMENTS.items()],
+        [sql.SQL("COMMENT ON TABLE {} IS NULL").format(sql.Identifier(table)) for table in TABLE_COMMENTS],
     ),
     Migration(
         "indexes for the notification service's queries on reported",

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import os
+import resource
 import signal
 import sys
 import time
@@ -67,6 +69,8 @@ class Worker:
         self.assigned: set[tuple[str, int]] = set()
         self.retrying_write = False
         self.carry_over: list = []  # messages polled while paused, handled in the next batch
+        self.parent_pid = os.getppid()  # the supervisor; when it is gone, this worker stops
+        self.uncommitted: dict[tuple[str, int], int] = {}  # offsets of stored batches whose commit failed
 
         options = consumer_options(config, group_id)
         options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats, "logger": log})
@@ -101,6 +105,12 @@ class Worker:
             self.stopping = True
             self.stop_deadline = time.monotonic() + self.shutdown_timeout
 
+    def _stop_if_orphaned(self) -> None:
+        """A worker whose supervisor died (SIGKILL, OOM) stops like on SIGTERM instead of running on unsupervised."""
+        if not self.stopping and os.getppid() != self.parent_pid:
+            log.warning("the supervisor (pid %d) is gone: stopping", self.parent_pid)
+            self.request_stop()
+
     def run(self) -> int:
         self.consumer.subscribe(
             [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
@@ -114,6 +124,9 @@ class Worker:
                 self.status.polled()
                 if messages:
                     self.handle_batch(messages)
+                elif self.uncommitted:
+                    self._commit({}, retry=True)
+                self._stop_if_orphaned()
         except TransientDatabaseError as error:
             log.warning("stopping while the database is unavailable (%s); the batch was not committed "
                         "and will be consumed again", error)
@@ -132,6 +145,12 @@ class Worker:
 
     def _close(self) -> None:
         try:
+            # Workers stopping together start a rebalance that refuses commits;
+            # serving it briefly lets the last batch's offsets through.
+            deadline = time.monotonic() + 5
+            while self.uncommitted and time.monotonic() < deadline:
+                self.consumer.poll(0.2)  # a message polled here is not committed: it is consumed again later
+                self._commit({}, retry=True)
             self.consumer.close()  # leaves the group, so its partitions move at once
         except Exception as error:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", error)
@@ -139,6 +158,7 @@ class Worker:
             self.producer.flush(5)
         self.writer.close()
         self.status.stopped()
+        log.info("worker stopped", extra={"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
 
     # ---- one batch -------------------------------------------------------
 
@@ -223,6 +243,7 @@ class Worker:
         while (remaining := deadline - time.monotonic()) > 0:
             message = self.consumer.poll(min(remaining, 0.5))
             self.status.polled()
+            self._stop_if_orphaned()
             if message is not None:
                 self.carry_over.append(message)
 
@@ -233,16 +254,24 @@ class Worker:
             extra={"attempt": state.attempt_number, "retry_in_s": round(state.next_action.sleep, 2)},
         )
 
-    def _commit(self, next_offsets: dict[tuple[str, int], int]) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items() if (t, p) in self.assigned]
+    def _commit(self, next_offsets: dict[tuple[str, int], int], retry: bool = False) -> None:
+        # Offsets whose commit failed (e.g. "rebalance in progress") are committed with the next batch, or
+        # on their own while no message comes: else the end of a stream would stay uncommitted for ever.
+        merged = dict(self.uncommitted)
+        for position, offset in next_offsets.items():
+            merged[position] = max(offset, merged.get(position, 0))
+        self.uncommitted = {}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in merged.items() if (t, p) in self.assigned]
         if not offsets:
             return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
             # The rows are stored; whoever consumes these messages again skips them as duplicates.
-            log.warning("offset commit failed (%s); the batch will be consumed again and skipped", error.args[0].str())
-            self.metrics.original["consuming_errors"].inc()
+            self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+            if not retry:
+                log.warning("offset commit failed (%s); retrying with the next batch or poll", error.args[0].str())
+                self.metrics.original["consuming_errors"].inc()
             return
         self.metrics.last_commit.set(time.time())
 
@@ -272,7 +301,7 @@ class Worker:
         self.metrics.batch_size.observe(consumed)
         unexpected = [r for r in rows if r.version != CURRENT_SCHEMA_VERSION]
         if unexpected:
-            self.metrics.unexpected_schema_version.inc(len(unexpected))
+            self.metrics.unexpected_version.inc(len(unexpected))
             first = unexpected[0]
             log.warning(
                 "%d messages with Version other than %d (stored anyway); first: offset %d, Version %s",
@@ -306,6 +335,8 @@ class Worker:
         # still written, but their offsets are left to the next owner, who
         # consumes them again and skips them as duplicates.
         self.assigned.difference_update((p.topic, p.partition) for p in partitions)
+        for p in partitions:
+            self.uncommitted.pop((p.topic, p.partition), None)
         self.status.assigned(len(self.assigned))
         log.info("partitions revoked: %s", _describe(partitions))
 
