@@ -446,7 +446,7 @@ def record(scenario: str, **numbers) -> dict:
 
 
 def write_results(path: str) -> None:
-    """Append this run's results as JSON lines (tests/RELIABILITY.md is written from them)."""
+    """Append this run's results as JSON lines (the README's Reliability table is written from them)."""
     with open(path, "a") as handle:
         for entry in RESULTS:
             handle.write(json.dumps(entry, default=str) + "\n")

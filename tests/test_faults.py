@@ -12,8 +12,8 @@ fault while the pipeline is busy (batches of 200), lets it drain, then checks:
 The short versions run by default (a few thousand messages); the full versions
 (tens of thousands) are marked slow: ``.venv/bin/python -m pytest -m slow tests/test_faults.py``.
 With CCX_RELIABILITY_RESULTS=<file> each scenario appends its numbers (messages,
-faults, lost, duplicated, recovery time) to that file as JSON lines; tests/RELIABILITY.md
-is the table made from them.
+faults, lost, duplicated, recovery time) to that file as JSON lines; the README's Reliability
+section is the table made from them.
 """
 
 from __future__ import annotations
