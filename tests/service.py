@@ -32,6 +32,9 @@ def service_env(database, bootstrap: str, topic: str, **overrides: str) -> dict[
         "CCX_NOTIFICATION_WRITER__BROKER__GROUP": f"group-{uuid.uuid4().hex[:8]}",
         "CCX_NOTIFICATION_WRITER__PROCESSING__WORKERS": "2",
         "CCX_NOTIFICATION_WRITER__PROCESSING__BATCH_SIZE": "250",
+        # The mock's group coordinator sometimes leaves a member unsynced until a
+        # session times out; a short session keeps such a stall short.
+        "CCX_NOTIFICATION_WRITER__BROKER__SESSION_TIMEOUT_MS": "6000",
         "CCX_NOTIFICATION_WRITER__METRICS__ADDRESS": f"127.0.0.1:{free_port()}",
     })
     env.update({f"CCX_NOTIFICATION_WRITER__{k.upper()}": v for k, v in overrides.items()})

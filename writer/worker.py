@@ -171,6 +171,7 @@ class Worker:
         rejections: list[tuple[object, Rejection]] = []
         next_offsets: dict[tuple[str, int], int] = {}
         consumed = 0
+        debug = log.isEnabledFor(logging.DEBUG)
         for message in messages:
             error = message.error()
             if error is not None:
@@ -179,13 +180,14 @@ class Worker:
                     self.metrics.original["consuming_errors"].inc()
                 continue
             consumed += 1
-            position = (message.topic(), message.partition())
-            next_offsets[position] = max(next_offsets.get(position, 0), message.offset() + 1)
-            result = parse_message(message.value(), message.offset(), now)
+            offset = message.offset()
+            # Within a partition messages come in offset order: the last one's offset wins.
+            next_offsets[(message.topic(), message.partition())] = offset + 1
+            result = parse_message(message.value(), offset, now)
             if type(result) is Row:
                 rows.append(result)
                 source[id(result)] = message
-                if log.isEnabledFor(logging.DEBUG):
+                if debug:
                     log.debug("message parsed", extra=_where(message, result.org_id, result.cluster))
             else:
                 rejections.append((message, result))
