@@ -112,8 +112,10 @@ def _run(config: config_module.Config, kafka: MockKafka, args) -> int:
     from writer.supervisor import format_summary, run_service
 
     values = config.values
+    # A short session: the mock's coordinator can leave a member unsynced until a session expires.
     values["broker"].update(addresses=kafka.bootstrap_servers, topic=TOPIC, dead_letter_topic=DEAD_LETTER_TOPIC,
-                            group="ccx_notification_writer_quickstart", security_protocol="", sasl_mechanism="")
+                            group="ccx_notification_writer_quickstart", security_protocol="", sasl_mechanism="",
+                            session_timeout_ms=6000)
     values["tracker"]["topic"] = TRACKER_TOPIC
     values["processing"]["workers"] = args.workers
     port = _free_port()
