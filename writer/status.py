@@ -52,3 +52,18 @@ class WorkerStatus:
 def read_slot(array, slot: int) -> dict[str, float]:
     base = slot * WIDTH
     return {name: array[base + i] for i, name in enumerate(FIELDS)}
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory. VmHWM, because ru_maxrss carries a
+    parent's peak across exec (a supervisor started by a big process)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

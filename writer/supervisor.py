@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import resource
 import shutil
 import signal
 import tempfile
@@ -30,6 +29,7 @@ from dataclasses import dataclass, field
 
 from writer import exit_codes
 from writer.config import Config, parse_listen_address
+from writer.status import peak_rss_kib
 
 log = logging.getLogger("writer.supervisor")
 
@@ -265,7 +265,7 @@ class Supervisor:
                 self.replay_target.close()
             self._close_http()
         log.info("supervisor stopped", extra={"exit_status": self.exit_status,
-                                              "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
+                                              "peak_rss_kib": peak_rss_kib()})
         return self.exit_status
 
     def _close_http(self) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import resource
 import signal
 import sys
 import time
@@ -44,7 +43,7 @@ from writer.message import (
     CURRENT_SCHEMA_VERSION, FUTURE_TIMESTAMP, INVALID_TIMESTAMP, REFUSED_BY_DATABASE, Rejection, Row, parse_message,
 )
 from writer.metrics import Metrics
-from writer.status import WorkerStatus
+from writer.status import WorkerStatus, peak_rss_kib
 from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteResult
 from writer.tracker import ERROR, PROCESSED, RECEIVED, SUCCESS, PayloadTracker
 
@@ -158,7 +157,7 @@ class Worker:
             self.producer.flush(5)
         self.writer.close()
         self.status.stopped()
-        log.info("worker stopped", extra={"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
+        log.info("worker stopped", extra={"peak_rss_kib": peak_rss_kib()})
 
     # ---- one batch -------------------------------------------------------
 
