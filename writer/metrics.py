@@ -59,6 +59,9 @@ class Metrics:
             n("unexpected_schema_version"), "Messages with a Version other than the current one (stored)", registry=None
         )
         self.db_retries = Counter(n("database_retries"), "Retries after transient database errors", registry=None)
+        self.commit_failures = Counter(
+            n("offset_commit_failures"), "Offset commits refused (e.g. during a rebalance), retried later", registry=None
+        )
         self.consumer_lag = Gauge(
             n("consumer_lag_messages"), "Messages behind the high watermark, per partition",
             ["topic", "partition"], multiprocess_mode="mostrecent", registry=None,

@@ -272,7 +272,7 @@ class Worker:
             self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
             if not retry:
                 log.warning("offset commit failed (%s); retrying with the next batch or poll", error.args[0].str())
-                self.metrics.original["consuming_errors"].inc()
+                self.metrics.commit_failures.inc()
             return
         self.metrics.last_commit.set(time.time())
 
