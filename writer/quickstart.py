@@ -163,6 +163,8 @@ def _run(config: config_module.Config, kafka: MockKafka, args) -> int:
     print()
     print("summary")
     print(f"  {format_summary(summary_holder)}")
+    print("  (seconds include starting the workers and the ~3 s consumer-group join of the mock;"
+          " python -m bench.e2e measures throughput)")
     print(f"  rows in new_reports: {stored_rows} (expected {len(valid)})")
     for reason, count in sorted(summary_holder["rejected_by_reason"].items()):
         print(f"  rejected {reason}: {count}")
