@@ -230,37 +230,18 @@ def message_values(count: int, size: str, invalid_every: int = 0):
 
 def produce_backlog(bootstrap: str, topic: str, count: int, size: str, invalid_every: int = 0) -> Backlog:
     """Produce with zstd and large batches, keyed for an even spread; check the mock kept everything."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
+
+    from writer.kafka_mock import produce
 
     valid = [is_valid(i, invalid_every) for i in range(count)]
     backlog = Backlog(topic, size, invalid_every, valid, [-1] * count, [-1] * count)
-    failures = []
-
-    def delivered(index):
-        def callback(error, message):
-            if error is not None:
-                failures.append(error)
-            else:
-                backlog.partitions[index] = message.partition()
-                backlog.offsets[index] = message.offset()
-        return callback
-
-    producer = Producer({
-        "bootstrap.servers": bootstrap, "compression.type": "zstd", "linger.ms": 100,
-        "batch.size": 1_000_000, "batch.num.messages": 100_000, "queue.buffering.max.kbytes": 2_000_000,
-        "message.max.bytes": 20_000_000,
-    })
-    for index, value in enumerate(backlog.values()):
-        while True:
-            try:
-                producer.produce(topic, value=value, key=b"%d" % index, on_delivery=delivered(index))
-                break
-            except BufferError:
-                producer.poll(0.1)
-        if index % 10000 == 0:
-            producer.poll(0)
-    if producer.flush(120) or failures:
-        raise BenchFailure(f"producing to {topic} failed: {failures[:3]}")
+    try:
+        positions = produce(bootstrap, topic, backlog.values(), (b"%d" % index for index in range(count)))
+    except RuntimeError as error:
+        raise BenchFailure(str(error)) from None
+    backlog.partitions = [partition for partition, _ in positions]
+    backlog.offsets = [offset for _, offset in positions]
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
     try:
         per_partition = Counter(backlog.partitions)

@@ -59,8 +59,12 @@ class MockKafka:
 def produce(
     bootstrap_servers: str, topic: str, values: Iterable[bytes | None], keys: Iterable[bytes | None] | None = None,
     partition: int | None = None, headers=None,
-) -> int:
-    """Produce messages (spread over partitions by key, or round robin without keys); returns the count."""
+) -> list[tuple[int, int]]:
+    """Produce messages (spread over partitions by key, or round robin without keys).
+
+    Returns each message's (partition, offset), in the order given, from the
+    broker's acknowledgements.
+    """
     from confluent_kafka import Producer
 
     # zstd: the mock keeps only 5 MiB per partition; compressed, a backlog of
@@ -71,10 +75,20 @@ def produce(
         "message.max.bytes": 20_000_000,
     })
     failures = []
-    count = 0
+    positions: list[tuple[int, int]] = []
+
+    def acknowledged(index: int):
+        def record(error, message) -> None:
+            if error is not None:
+                failures.append(error)
+            else:
+                positions[index] = (message.partition(), message.offset())
+        return record
+
     key_iter = iter(keys) if keys is not None else None
-    for value in values:
-        kwargs = {"value": value, "on_delivery": lambda err, _msg: err and failures.append(err)}
+    for index, value in enumerate(values):
+        positions.append((-1, -1))
+        kwargs = {"value": value, "on_delivery": acknowledged(index)}
         if key_iter is not None:
             kwargs["key"] = next(key_iter)
         if partition is not None:
@@ -87,13 +101,12 @@ def produce(
                 break
             except BufferError:
                 producer.poll(0.1)
-        count += 1
-        if count % 10000 == 0:
+        if index % 10000 == 0:
             producer.poll(0)
-    remaining = producer.flush(60)
+    remaining = producer.flush(120)
     if remaining or failures:
         raise RuntimeError(f"produce to {topic}: {remaining} unacknowledged, failures: {failures[:3]}")
-    return count
+    return positions
 
 
 def _host(brokers: int) -> None:
