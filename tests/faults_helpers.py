@@ -360,8 +360,11 @@ class Service:
         return result
 
     def wait_workers(self, count: int, timeout: float = 30) -> list[psutil.Process]:
+        """Until ``count`` workers run; fewer are returned only when the service has exited."""
         deadline = time.monotonic() + timeout
         while len(workers := self.workers()) < count:
+            if self.process.poll() is not None:
+                return workers
             assert time.monotonic() < deadline, f"{len(workers)} workers running, expected {count}"
             time.sleep(0.1)
         return workers
