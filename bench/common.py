@@ -37,23 +37,13 @@ class BenchFailure(Exception):
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
 
-@dataclass
-class Server:
-    host: str
-    port: int
-    user: str = "postgres"
-
-    def conninfo(self, dbname: str = "postgres") -> str:
-        return f"host={self.host} port={self.port} user={self.user} dbname={dbname}"
+sys.path.insert(0, str(ROOT))
+from tests.conftest import PostgresServer as Server, find_or_start_postgres  # noqa: E402 - the tests' helpers
 
 
 def find_server(workdir: str) -> tuple[Server, object | None]:
     """The local PostgreSQL (or an embedded one when none runs), via the tests' helper."""
-    sys.path.insert(0, str(ROOT))
-    from tests.conftest import find_or_start_postgres
-
-    found, embedded = find_or_start_postgres(workdir)
-    return Server(found.host, found.port, found.user), embedded
+    return find_or_start_postgres(workdir)
 
 
 def server_version(server: Server) -> str:
