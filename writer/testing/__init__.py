@@ -1,0 +1,1 @@
+"""Plumbing shared by the tests and the benchmarks (no pytest here; nothing in the service uses it)."""
