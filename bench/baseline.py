@@ -7,6 +7,9 @@ prints one JSON line: counts, seconds from start, seconds from the first message
 excluded), peak RSS.
 
     python -m bench.baseline --bootstrap HOST:PORT --topic T --conninfo "..." --count 10000
+
+Further librdkafka options (TLS, SASL) come as a JSON object in the environment variable
+BENCH_KAFKA_OPTIONS, not on the command line, where other users could read secrets.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 import uuid
@@ -21,7 +25,7 @@ import uuid
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.common import vm_hwm_kib
+from bench.procfs import vm_hwm_kib
 from writer.message import Row, parse_message
 
 INSERT = (
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     consumer = Consumer({
+        **json.loads(os.environ.get("BENCH_KAFKA_OPTIONS", "{}")),
         "bootstrap.servers": args.bootstrap, "group.id": args.group or f"bench-baseline-{uuid.uuid4().hex[:8]}",
         "enable.auto.commit": False, "auto.offset.reset": "earliest",
     })

@@ -34,8 +34,8 @@ def _stream(conninfo: str, index: int, streams: int, ready, go, results) -> None
         results.put((index, time.time(), len(mine)))
 
 
-def run(conninfo: str, batches: list[bytes], streams: int) -> float:
-    """Write ``batches`` with ``streams`` processes; returns the seconds from go to the last commit."""
+def run(conninfo: str, batches: list[bytes], streams: int) -> tuple[float, float]:
+    """Write ``batches`` with ``streams`` processes; returns the wall-clock times of go and of the last commit."""
     global _BATCHES
     _BATCHES = batches
     context = multiprocessing.get_context("fork")
@@ -58,4 +58,4 @@ def run(conninfo: str, batches: list[bytes], streams: int) -> float:
         for process in processes:
             if process.is_alive():
                 process.kill()
-    return max(end for _, end, _ in finished) - started
+    return started, max(end for _, end, _ in finished)

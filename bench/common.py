@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: databases, messages, producing, running the writer, verifying.
+"""Shared pieces of the benchmarks: stores, messages, backlogs, running the writer, verifying.
 
 Everything here is measurement plumbing; nothing in ``writer/`` depends on it.
 """
@@ -6,6 +6,7 @@ Everything here is measurement plumbing; nothing in ``writer/`` depends on it.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,8 @@ from pathlib import Path
 import orjson
 import psycopg
 
+from bench import kafka, messages, procfs
+from bench.pg import PgTarget, Store
 from writer import sample_messages
 from writer.copy_rows import encode_rows
 from writer.message import Row, parse_message
@@ -29,86 +31,54 @@ from writer.message import Row, parse_message
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
 ENV = "CCX_NOTIFICATION_WRITER__"
+LATEST_SCHEMA_VERSION = 8
 
 
 class BenchFailure(Exception):
-    """A run produced a wrong result (row count, duplicates, offsets): the benchmark must fail."""
-
-
-# ---- PostgreSQL ----------------------------------------------------------------------------
-
-sys.path.insert(0, str(ROOT))
-from tests.conftest import PostgresServer as Server, find_or_start_postgres  # noqa: E402 - the tests' helpers
-
-
-def find_server(workdir: str) -> tuple[Server, object | None]:
-    """The local PostgreSQL (or an embedded one when none runs), via the tests' helper."""
-    return find_or_start_postgres(workdir)
-
-
-def server_version(server: Server) -> str:
-    with psycopg.connect(server.conninfo(), autocommit=True) as connection:
-        return connection.execute("SHOW server_version").fetchone()[0]
-
-
-@dataclass
-class BenchDatabase:
-    server: Server
-    name: str
-
-    @property
-    def conninfo(self) -> str:
-        return self.server.conninfo(self.name)
-
-    def env(self) -> dict[str, str]:
-        return {
-            ENV + "STORAGE__PG_HOST": self.server.host,
-            ENV + "STORAGE__PG_PORT": str(self.server.port),
-            ENV + "STORAGE__PG_USERNAME": self.server.user,
-            ENV + "STORAGE__PG_DB_NAME": self.name,
-        }
-
-    def drop(self) -> None:
-        with psycopg.connect(self.server.conninfo(), autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+    """A run produced a wrong result (row count, duplicates, offsets) or could not run: exit 1."""
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without the service's configuration (file, variables, Clowder)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCX_NOTIFICATION_WRITER") and k != "ACG_CONFIG"}
     env.update(extra)
     return env
 
 
-# Benchmark-only changes applied to every database after the migrations (e.g. --report-compression).
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+# Benchmark-only changes applied to every store after the migrations (e.g. --report-compression).
 EXTRA_SCHEMA_SQL: list[str] = []
 
 
-def migrated_database(server: Server, label: str) -> BenchDatabase:
-    """A fresh database at the latest schema version, set up through the writer's command line."""
-    database = BenchDatabase(server, f"ccxw_bench_{label}_{uuid.uuid4().hex[:8]}")
-    with psycopg.connect(server.conninfo(), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database.name}"')
-    for args in (["--db-init-migration"], ["--db-init"], ["--migrate", "latest"]):
-        result = subprocess.run([CLI, *args], env=clean_env(database.env()), capture_output=True, text=True,
-                                cwd="/tmp", timeout=120)
-        if result.returncode != 0:
-            raise BenchFailure(f"{' '.join(args)} failed: {result.stderr.strip()}")
-    with psycopg.connect(database.conninfo) as connection:
-        version = connection.execute("SELECT version FROM migration_info").fetchone()[0]
-    if version != 8:
-        raise BenchFailure(f"--migrate latest reached version {version}, expected 8")
-    if EXTRA_SCHEMA_SQL:
-        with psycopg.connect(database.conninfo, autocommit=True) as connection:
-            for statement in EXTRA_SCHEMA_SQL:
-                connection.execute(statement)
-    return database
+def migrated_store(target: PgTarget, label: str) -> Store:
+    """A fresh database (or schema) at the latest schema version, set up through the writer's command line."""
+    store = target.new_store(label)
+    try:
+        for args in (["--db-init-migration"], ["--db-init"], ["--migrate", "latest"]):
+            result = subprocess.run([CLI, *args], env=clean_env(store.env("ccxw-bench-migrate")), capture_output=True,
+                                    text=True, cwd="/tmp", timeout=120)
+            if result.returncode != 0:
+                raise BenchFailure(f"{' '.join(args)} failed: {result.stderr.strip()}")
+        with psycopg.connect(store.conninfo()) as connection:
+            version = connection.execute("SELECT version FROM migration_info").fetchone()[0]
+        if version != LATEST_SCHEMA_VERSION:
+            raise BenchFailure(f"--migrate latest reached version {version}, expected {LATEST_SCHEMA_VERSION}")
+        if EXTRA_SCHEMA_SQL:
+            with psycopg.connect(store.conninfo(), autocommit=True) as connection:
+                for statement in EXTRA_SCHEMA_SQL:
+                    connection.execute(statement)
+    except BaseException:
+        store.drop()
+        raise
+    return store
 
 
-def prefill(database: BenchDatabase, rows: int, size: str) -> float:
-    """Put ``rows`` rows (keys disjoint from the benchmark's messages) into new_reports; returns seconds."""
+def prefill(store: Store, rows: int, size: str) -> float:
+    """Put ``rows`` rows (keys and times disjoint from the benchmark's messages) into new_reports; returns seconds."""
     report = shrunk_report(size).decode()
     started = time.perf_counter()
-    with psycopg.connect(database.conninfo, autocommit=True) as connection:
+    with psycopg.connect(store.conninfo(), autocommit=True) as connection:
         connection.execute(
             "INSERT INTO new_reports (org_id, account_number, cluster, report, updated_at, kafka_offset)"
             " SELECT 1 + g %% 5000, 9000 + g %% 5000,"
@@ -175,140 +145,138 @@ def shrunk_report(size: str) -> bytes:
     return row.report
 
 
-@dataclass
-class Backlog:
-    """Messages produced to one topic: which were valid and where each landed (not the bodies)."""
+def digest(report: bytes) -> str:
+    return hashlib.md5(report).hexdigest()  # noqa: S324 - a fingerprint, compared with PostgreSQL's md5()
 
-    topic: str
-    size: str
-    invalid_every: int
-    valid: list[bool]
-    partitions: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
 
-    @property
-    def count(self) -> int:
-        return len(self.valid)
+MIXES = ("uniform", "varied")
 
-    @property
-    def valid_count(self) -> int:
-        return sum(self.valid)
 
-    def values(self):
-        return message_values(self.count, self.size, self.invalid_every)
-
-    def expected_rows(self) -> set[tuple[str, int]]:
-        """(cluster, kafka_offset) of every valid message."""
-        return {(sample_messages.cluster_id(i), self.offsets[i]) for i in range(self.count) if self.valid[i]}
+def message_values(count: int, mix: str, size: str, invalid_every: int = 0):
+    """Messages 0..count-1, generated on the fly (100k middle-size messages are 1.4 GB): ``uniform``
+    is the same ``size`` report every time, ``varied`` production-like (bench/messages.py); every
+    ``invalid_every``-th one is replaced by an invalid message, cycling through the kinds."""
+    encode = MessageFactory(size).encoded if mix == "uniform" else messages.varied
+    invalid = sample_messages.invalid_messages(10)
+    for number in range(count):
+        if is_valid(number, invalid_every):
+            yield encode(number)
+        else:
+            yield invalid[(number // invalid_every) % len(invalid)][0]
 
 
 def is_valid(number: int, invalid_every: int) -> bool:
     return not (invalid_every and number % invalid_every == invalid_every - 1)
 
 
-def message_values(count: int, size: str, invalid_every: int = 0):
-    """Messages 0..count-1 (generated on the fly: 100k middle-size messages are 1.4 GB); every
-    ``invalid_every``-th one is replaced by an invalid message, cycling through the kinds."""
-    factory = MessageFactory(size)
-    invalid = sample_messages.invalid_messages(10)
-    for number in range(count):
-        if is_valid(number, invalid_every):
-            yield factory.encoded(number)
-        else:
-            yield invalid[(number // invalid_every) % len(invalid)][0]
+@dataclass
+class Backlog:
+    """Messages produced to one topic of the benchmark's own: where each landed (not the bodies)."""
+
+    topic: str
+    mix: str
+    size: str
+    invalid_every: int
+    count: int
+    partitions: list[int]
+    offsets: list[int]
+    partition_count: int
+    topic_creation: str
+    produced: kafka.Produced
+    expected: dict[tuple[str, int], str] = field(default_factory=dict)  # (cluster, offset) -> md5 of report
+
+    @property
+    def valid_count(self) -> int:
+        return sum(is_valid(i, self.invalid_every) for i in range(self.count))
+
+    def values(self):
+        return message_values(self.count, self.mix, self.size, self.invalid_every)
+
+    def prepare(self, batch_size: int, build_batches: bool) -> list[bytes]:
+        """Fill ``expected`` and, if asked, return the COPY data the writer would send (the ceiling's
+        input): ``parse_message`` + ``encode_rows`` per batch of valid messages."""
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        batches, rows = [], []
+        for number, (value, offset) in enumerate(zip(self.values(), self.offsets)):
+            row = parse_message(value, offset, now)
+            if type(row) is not Row:
+                if is_valid(number, self.invalid_every):
+                    raise BenchFailure(f"generated message {number} is invalid: {row}")
+                continue
+            self.expected[(row.cluster, offset)] = digest(row.report)
+            if build_batches:
+                rows.append(row)
+                if len(rows) == batch_size:
+                    batches.append(encode_rows(rows))
+                    rows = []
+        if rows:
+            batches.append(encode_rows(rows))
+        return batches
 
 
-def produce_backlog(bootstrap: str, topic: str, count: int, size: str, invalid_every: int = 0) -> Backlog:
-    """Produce with zstd and large batches, keyed for an even spread; check the mock kept everything."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from writer.kafka_mock import produce
-
-    valid = [is_valid(i, invalid_every) for i in range(count)]
-    backlog = Backlog(topic, size, invalid_every, valid, [-1] * count, [-1] * count)
+def produce_backlog(broker: kafka.Broker, topic: str, count: int, mix: str, size: str, invalid_every: int,
+                    partitions: int) -> Backlog:
+    """A topic of the benchmark's own with ``count`` messages, keyed for an even spread; checks the
+    broker kept every message."""
+    creation = broker.create_topic(topic, partitions)
+    settings = kafka.REALISTIC if broker.given else kafka.DENSE
     try:
-        positions = produce(bootstrap, topic, backlog.values(), (b"%d" % index for index in range(count)))
-    except RuntimeError as error:
+        produced = kafka.produce(broker, topic, message_values(count, mix, size, invalid_every),
+                                 (b"%d" % i for i in range(count)), count, settings)
+        kafka.check_retained(broker, topic, produced)
+        partition_count = broker.partitions(topic)
+    except kafka.BrokerError as error:
         raise BenchFailure(str(error)) from None
-    backlog.partitions = [partition for partition, _ in positions]
-    backlog.offsets = [offset for _, offset in positions]
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
-    try:
-        per_partition = Counter(backlog.partitions)
-        for partition, produced in sorted(per_partition.items()):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if low != 0 or high != produced:
-                raise BenchFailure(
-                    f"the Kafka mock did not keep the backlog: {topic}[{partition}] low {low} high {high}, "
-                    f"produced {produced} (the mock keeps only 5 MiB of message sets per partition)"
-                )
-    finally:
-        consumer.close()
-    return backlog
+    return Backlog(topic, mix, size, invalid_every, count, produced.partitions, produced.offsets, partition_count,
+                   creation, produced)
 
 
 # ---- verification --------------------------------------------------------------------------
 
-def verify(database: BenchDatabase, expected: set[tuple[str, int]], report: bytes | None, prefilled: int = 0) -> int:
-    """Rows == valid messages, nothing stored twice, the stored (cluster, kafka_offset) set is the produced one."""
-    with psycopg.connect(database.conninfo) as connection:
-        where = "WHERE updated_at >= '2026-01-01'" if prefilled else ""
+def verify(store: Store, expected: dict[tuple[str, int], str], prefilled: int = 0) -> int:
+    """Rows == valid messages, nothing stored twice, the stored (cluster, kafka_offset) set is the produced
+    one, every report is the expected shrunk report (by md5)."""
+    where = "WHERE updated_at >= '2026-01-01'" if prefilled else ""
+    with psycopg.connect(store.conninfo()) as connection:
         total, distinct = connection.execute(
             f"SELECT count(*), count(DISTINCT (org_id, cluster, updated_at)) FROM new_reports {where}"
         ).fetchone()
-        stored = {(cluster, offset) for cluster, offset in
-                  connection.execute(f"SELECT cluster, kafka_offset FROM new_reports {where}")}
-        wrong_report = 0
-        if report is not None:
-            wrong_report = connection.execute(
-                f"SELECT count(*) FROM new_reports {where + (' AND' if where else 'WHERE')} report <> %s",
-                (report.decode(),),
-            ).fetchone()[0]
+        stored = {(cluster, offset): md5 for cluster, offset, md5 in
+                  connection.execute(f"SELECT cluster, kafka_offset, md5(report) FROM new_reports {where}")}
         if prefilled:
             kept = connection.execute("SELECT count(*) FROM new_reports WHERE updated_at < '2026-01-01'").fetchone()[0]
             if kept != prefilled:
                 raise BenchFailure(f"{kept} pre-filled rows left, expected {prefilled}")
     if total != len(expected):
-        raise BenchFailure(f"{database.name}: {total} rows stored, expected {len(expected)}")
+        raise BenchFailure(f"{store.name}: {total} rows stored, expected {len(expected)}")
     if distinct != total:
-        raise BenchFailure(f"{database.name}: {total - distinct} rows stored twice")
-    if stored != expected:
-        missing, extra = len(expected - stored), len(stored - expected)
-        raise BenchFailure(f"{database.name}: stored (cluster, kafka_offset) set differs: {missing} missing, {extra} unexpected")
-    if wrong_report:
-        raise BenchFailure(f"{database.name}: {wrong_report} rows with a report other than the shrunk sample")
+        raise BenchFailure(f"{store.name}: {total - distinct} rows stored twice")
+    if stored.keys() != expected.keys():
+        missing, extra = len(expected.keys() - stored.keys()), len(stored.keys() - expected.keys())
+        raise BenchFailure(f"{store.name}: stored (cluster, kafka_offset) set differs: {missing} missing, {extra} unexpected")
+    wrong = sum(stored[key] != value for key, value in expected.items())
+    if wrong:
+        raise BenchFailure(f"{store.name}: {wrong} rows with a report other than the expected shrunk report")
     return total
-
-
-def prebuilt_batches(backlog: Backlog, batch_size: int) -> list[bytes]:
-    """The COPY data the writer would send: parse_message + encode_rows per batch of valid messages."""
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    batches, rows = [], []
-    for value, offset in zip(backlog.values(), backlog.offsets):
-        row = parse_message(value, offset, now)
-        if type(row) is Row:
-            rows.append(row)
-            if len(rows) == batch_size:
-                batches.append(encode_rows(rows))
-                rows = []
-    if rows:
-        batches.append(encode_rows(rows))
-    return batches
 
 
 # ---- watching PostgreSQL -------------------------------------------------------------------
 
-class WaitSampler:
-    """Samples pg_stat_activity of one database every ``interval`` s: what its sessions are doing."""
+class SessionSampler:
+    """Samples pg_stat_activity every ``interval`` s for the sessions named ``application_name``:
+    what they are doing, and their backend pids (for CPU from /proc when PostgreSQL is local)."""
 
-    def __init__(self, database: BenchDatabase, interval: float = 0.05) -> None:
-        self.database = database
+    def __init__(self, store: Store, application_name: str, interval: float = 0.05) -> None:
+        self.monitor_conninfo = store.target.conninfo(store.database, application_name="ccxw-bench-monitor")
+        self.application_name = application_name
         self.interval = interval
         self.samples: Counter = Counter()
+        self.backend_pids: set[int] = set()
+        self.error = ""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "WaitSampler":
+    def __enter__(self) -> SessionSampler:
         self._thread.start()
         return self
 
@@ -317,69 +285,30 @@ class WaitSampler:
         self._thread.join(5)
 
     def _run(self) -> None:
-        with psycopg.connect(self.database.server.conninfo(), autocommit=True) as connection:
-            while not self._stop.is_set():
-                for state, wait_type, wait, query in connection.execute(
-                    "SELECT state, wait_event_type, wait_event, left(query, 40) FROM pg_stat_activity"
-                    " WHERE datname = %s AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
-                    (self.database.name,),
-                ):
-                    if state == "active":
-                        verb = (query or "").split(None, 1)[0].upper() if query else "?"
-                        self.samples[f"{verb}:{wait_type or 'CPU'}:{wait or '-'}"] += 1
-                    else:
-                        self.samples[f"{state}"] += 1
-                self._stop.wait(self.interval)
+        try:
+            with psycopg.connect(self.monitor_conninfo, autocommit=True) as connection:
+                while not self._stop.is_set():
+                    for pid, state, wait_type, wait, query in connection.execute(
+                        "SELECT pid, state, wait_event_type, wait_event, left(query, 40) FROM pg_stat_activity"
+                        " WHERE application_name = %s", (self.application_name,),
+                    ):
+                        self.backend_pids.add(pid)
+                        if state == "active":
+                            verb = (query or "").split(None, 1)[0].upper() if query else "?"
+                            self.samples[f"{verb}:{wait_type or 'CPU'}:{wait or '-'}"] += 1
+                        else:
+                            self.samples[f"{state}"] += 1
+                    self._stop.wait(self.interval)
+        except psycopg.Error as error:  # e.g. a role that may not see other sessions: figures show "-"
+            self.error = str(error).splitlines()[0]
 
     def summary(self, top: int = 6) -> str:
         total = sum(self.samples.values()) or 1
         return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.samples.most_common(top))
 
-
-# ---- memory ---------------------------------------------------------------------------------
-
-def vm_hwm_kib(pid: int | str = "self") -> int | None:
-    """Peak RSS of a process (VmHWM): per address space, reset by exec, unlike ru_maxrss, which a
-    child started from a large parent inherits across fork + exec."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-class PeakRss:
-    """Polls VmHWM of a process and its descendants every ``interval`` s; keeps the last value of each."""
-
-    def __init__(self, root_pid: int, interval: float = 0.1) -> None:
-        self.root_pid = root_pid
-        self.interval = interval
-        self.peaks: dict[int, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            try:
-                processes = [psutil.Process(self.root_pid)]
-                processes += processes[0].children(recursive=True)
-            except psutil.Error:
-                processes = []
-            for process in processes:
-                value = vm_hwm_kib(process.pid)
-                if value is not None:
-                    self.peaks[process.pid] = max(value, self.peaks.get(process.pid, 0))
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+    def local_backends(self) -> dict[int, str]:
+        """The sampled backend pids that /proc shows as PostgreSQL processes on this host."""
+        return {pid: "postgres" for pid in list(self.backend_pids) if procfs.command_name(pid) in ("postgres", "postmaster")}
 
 
 # ---- running the writer --------------------------------------------------------------------
@@ -395,13 +324,8 @@ class WriterRun:
     log: list[dict]
     started: float  # wall clock, just before the process was started
     stderr_other: list[str]
-    peaks: dict[int, int] = field(default_factory=dict)  # pid -> VmHWM KiB, sampled
+    sampler: procfs.ProcessSampler
     pid: int = 0
-
-    def peak_rss(self) -> tuple[int | None, list[int]]:
-        """(supervisor, [workers]) peak RSS in KiB, from VmHWM samples (the worker pids from the log)."""
-        workers = [line["worker_pid"] for line in self.all("worker ") if "worker_pid" in line]
-        return self.peaks.get(self.pid), [self.peaks[pid] for pid in workers if pid in self.peaks]
 
     def first(self, message_start: str) -> dict | None:
         return next((line for line in self.log if line.get("message", "").startswith(message_start)), None)
@@ -410,11 +334,17 @@ class WriterRun:
         return [line for line in self.log if line.get("message", "").startswith(message_start)]
 
 
-def writer_env(database: BenchDatabase, bootstrap: str, topic: str, workers: int, extra: dict | None = None) -> dict:
+def writer_env(store: Store, broker: kafka.Broker, topic: str, workers: int, application_name: str,
+               extra: dict | None = None) -> dict:
+    """The writer's configuration for one run: this store, this topic, the broker's TLS/SASL settings;
+    no dead-letter topic and no payload tracker (the service's topics are never written)."""
     env = {
-        **database.env(),
-        ENV + "BROKER__ADDRESSES": bootstrap,
+        **store.env(application_name),
+        **broker.writer_env,
+        ENV + "BROKER__ADDRESSES": broker.bootstrap,
         ENV + "BROKER__TOPIC": topic,
+        ENV + "BROKER__DEAD_LETTER_TOPIC": "",
+        ENV + "TRACKER__TOPIC": "",
         ENV + "PROCESSING__WORKERS": str(workers),
         ENV + "METRICS__ADDRESS": "127.0.0.1:0",
     }
@@ -437,25 +367,38 @@ def parse_log(text: str) -> tuple[list[dict], list[str]]:
     return lines, other
 
 
-def run_replay(env: dict, group: str, timeout: float, wrap: list[str] | None = None) -> WriterRun:
-    """``ccx-notification-writer --replay`` in a session of its own; killed with its workers after ``timeout``."""
+def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: list[str] | None = None,
+               progress: tuple[kafka.CommitWatcher, int] | None = None) -> WriterRun:
+    """``ccx-notification-writer --replay`` in a session of its own; killed with its workers after
+    ``timeout``. Its processes (and ``extra_pids()``) are sampled for CPU and peak RSS meanwhile."""
     started = time.time()
     process = subprocess.Popen([*(wrap or []), CLI, "--replay", "--group-id", group], env=env, cwd="/tmp",
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    sampler = PeakRss(process.pid)
+    sampler = procfs.ProcessSampler(process.pid, extra_pids).__enter__()
+    line = kafka.Progress("draining", progress[1]) if progress else None
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        raise BenchFailure(f"--replay did not finish within {timeout:.0f} s; its log ends with:\n{stderr[-3000:]}")
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=2)
+                break
+            except subprocess.TimeoutExpired:
+                if time.time() - started > timeout:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    stdout, stderr = process.communicate()
+                    raise BenchFailure(f"--replay did not finish within {timeout:.0f} s; its log ends with:\n{stderr[-3000:]}") from None
+                if line is not None and progress is not None:
+                    committed = progress[0].committed()
+                    if committed >= 0:
+                        line.update(committed)
     finally:
         sampler.stop()
+        if line is not None:
+            line.finish()
     lines, other = parse_log(stderr)
     pid = process.pid
     if wrap:  # the writer runs under a wrapper (py-spy): its pid is in the log
         pid = next((line["pid"] for line in lines if line.get("logger") == "writer.supervisor"), pid)
-    return WriterRun(process.returncode, stdout, lines, started, other, sampler.peaks, pid)
+    return WriterRun(process.returncode, stdout, lines, started, other, sampler, pid)
 
 
 def fmt_rate(value: float | None) -> str:

@@ -1,0 +1,212 @@
+"""What /proc says about local processes: CPU time, peak RSS, children, who listens on a port.
+
+Only meaningful for processes on this host (and in this PID namespace); every reader returns None
+(or nothing) for a process it cannot see, so callers show "-" instead of a wrong figure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat after the command name (which may hold spaces): field 3 (state) onwards."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (not of its children)."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _boot_time() -> float:
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
+
+
+BOOT_TIME = _boot_time()
+
+
+def start_time(pid: int) -> float | None:
+    """Wall-clock time the process started (to the clock tick)."""
+    fields = _stat_fields(pid)
+    return None if fields is None else BOOT_TIME + int(fields[19]) / CLOCK_TICKS
+
+
+def command_name(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def vm_hwm_kib(pid: int | str = "self") -> int | None:
+    """Peak RSS of a process (VmHWM): per address space, reset by exec, unlike ru_maxrss, which a
+    child started from a large parent inherits across fork + exec."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (children, their children, ...), from the parent links in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def listening_pid(port: int) -> int | None:
+    """The process of this user (or any, as root) listening on a local TCP port, else None."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                next(handle)
+                for line in handle:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        inodes.add(f"socket:[{parts[9]}]")
+        except OSError:
+            continue
+    if not inodes:
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            for fd in os.listdir(f"/proc/{entry}/fd"):
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in inodes:
+                    return int(entry)
+        except OSError:
+            continue
+    return None
+
+
+def is_local_host(host: str) -> bool:
+    """True for a Unix socket directory, a loopback name or an address this host owns."""
+    if not host or host.startswith("/") or host == "localhost":
+        return True
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except OSError:
+        return False
+    for address in addresses:
+        if ipaddress.ip_address(address.split("%")[0]).is_loopback:
+            return True
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address, 0))  # only an address of this host can be bound
+                return True
+            except OSError:
+                continue
+    return False
+
+
+@dataclass
+class _Track:
+    role: str
+    started: float | None
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (wall time, CPU seconds)
+    peak_rss_kib: int = 0
+
+
+class ProcessSampler:
+    """Samples CPU time and VmHWM every ``interval`` s: a root process (role "supervisor"), its
+    descendants ("workers"), and the pids that ``extra()`` names with their roles (PostgreSQL
+    backends, a local broker). CPU of a role over a window is read afterwards with ``cpu_between``."""
+
+    def __init__(self, root_pid: int | None, extra=None, interval: float = 0.1) -> None:
+        self.root_pid = root_pid
+        self.extra = extra or (lambda: {})
+        self.interval = interval
+        self.tracks: dict[int, _Track] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProcessSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _watched(self) -> dict[int, str]:
+        pids = dict(self.extra())
+        if self.root_pid is not None:
+            pids[self.root_pid] = "supervisor"
+            for child in descendants(self.root_pid):
+                pids[child] = "workers"
+        return pids
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid, role in self._watched().items():
+                cpu, rss = cpu_seconds(pid), vm_hwm_kib(pid)
+                if cpu is None:
+                    continue
+                track = self.tracks.get(pid)
+                if track is None:
+                    track = self.tracks[pid] = _Track(role, start_time(pid))
+                track.samples.append((time.time(), cpu))
+                track.peak_rss_kib = max(track.peak_rss_kib, rss or 0)
+            self._stop.wait(self.interval)
+
+    def roles(self) -> set[str]:
+        return {track.role for track in self.tracks.values()}
+
+    def cpu_between(self, role: str, start: float, end: float) -> float | None:
+        """CPU seconds the processes of ``role`` used between two wall-clock times; None if none was seen."""
+        tracks = [t for t in self.tracks.values() if t.role == role]
+        if not tracks:
+            return None
+        return sum(_cpu_at(t, end) - _cpu_at(t, start) for t in tracks)
+
+    def peak_rss(self, role: str) -> dict[int, int]:
+        return {pid: t.peak_rss_kib for pid, t in self.tracks.items() if t.role == role}
+
+
+def _cpu_at(track: _Track, moment: float) -> float:
+    """CPU time at ``moment``: the last sample before it; 0 if the process started after it."""
+    before = [cpu for when, cpu in track.samples if when <= moment]
+    if before:
+        return before[-1]
+    if track.started is not None and track.started >= moment:
+        return 0.0
+    return track.samples[0][1]  # started before the window, first seen inside it: an estimate
