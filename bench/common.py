@@ -395,6 +395,9 @@ def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: lis
         if line is not None:
             line.finish()
     lines, other = parse_log(stderr)
+    # Workers are the children the supervisor logs as such; any other (multiprocessing's resource
+    # tracker) is the supervisor's machinery.
+    sampler.assign({line["worker_pid"]: "workers" for line in lines if "worker_pid" in line}, "supervisor")
     pid = process.pid
     if wrap:  # the writer runs under a wrapper (py-spy): its pid is in the log
         pid = next((line["pid"] for line in lines if line.get("logger") == "writer.supervisor"), pid)

@@ -144,7 +144,7 @@ class _Track:
 
 class ProcessSampler:
     """Samples CPU time and VmHWM every ``interval`` s: a root process (role "supervisor"), its
-    descendants ("workers"), and the pids that ``extra()`` names with their roles (PostgreSQL
+    descendants ("children"; ``assign`` gives them their roles afterwards), and the pids that ``extra()`` names with their roles (PostgreSQL
     backends, a local broker). CPU of a role over a window is read afterwards with ``cpu_between``."""
 
     def __init__(self, root_pid: int | None, extra=None, interval: float = 0.1) -> None:
@@ -172,7 +172,7 @@ class ProcessSampler:
         if self.root_pid is not None:
             pids[self.root_pid] = "supervisor"
             for child in descendants(self.root_pid):
-                pids[child] = "workers"
+                pids[child] = "children"
         return pids
 
     def _run(self) -> None:
@@ -187,6 +187,12 @@ class ProcessSampler:
                 track.samples.append((time.time(), cpu))
                 track.peak_rss_kib = max(track.peak_rss_kib, rss or 0)
             self._stop.wait(self.interval)
+
+    def assign(self, roles: dict[int, str], default: str) -> None:
+        """Give the root's descendants their roles: ``roles[pid]``, else ``default``."""
+        for pid, track in self.tracks.items():
+            if track.role == "children":
+                track.role = roles.get(pid, default)
 
     def roles(self) -> set[str]:
         return {track.role for track in self.tracks.values()}

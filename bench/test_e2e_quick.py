@@ -16,12 +16,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.timeout(330)
+# A hang guard only (the benchmark kills a replay that never finishes); how fast it runs is
+# the benchmark's output, not a pass/fail criterion.
+@pytest.mark.timeout(1800)
 def test_quick_benchmark_runs_and_verifies(tmp_path):
     output = tmp_path / "results.md"
     result = subprocess.run(
         [sys.executable, "-m", "bench.e2e", "--quick", "--output", str(output)],
-        cwd=ROOT, capture_output=True, text=True, timeout=320,
+        cwd=ROOT, capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     text = output.read_text()

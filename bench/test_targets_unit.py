@@ -1,0 +1,84 @@
+"""The benchmark's target plumbing without servers: configuration carried over, /proc readers."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from psycopg.conninfo import conninfo_to_dict
+
+from bench import procfs
+from bench.kafka import Broker
+from bench.pg import PgTarget, Store
+from writer import config as writer_config
+from writer.database import conninfo as writer_conninfo
+
+ENV = "CCX_NOTIFICATION_WRITER__"
+
+
+def test_given_broker_takes_tls_and_sasl_from_the_service_configuration(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no config.toml here
+    for name in list(os.environ):
+        if name.startswith("CCX_NOTIFICATION_WRITER") or name == "ACG_CONFIG":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv(ENV + "BROKER__ADDRESSES", "service-kafka:9092")
+    monkeypatch.setenv(ENV + "BROKER__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv(ENV + "BROKER__SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv(ENV + "BROKER__SASL_USERNAME", "bench-user")
+    monkeypatch.setenv(ENV + "BROKER__SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv(ENV + "BROKER__CERT_PATH", "/etc/ca.pem")
+
+    broker = Broker.given_by_user("bench-kafka:9093")
+
+    assert broker.options["bootstrap.servers"] == "bench-kafka:9093"  # the flag wins over the configuration
+    assert broker.options["security.protocol"] == "SASL_SSL"
+    assert broker.options["sasl.mechanisms"] == "SCRAM-SHA-512"
+    assert broker.options["sasl.username"] == "bench-user"
+    assert broker.options["sasl.password"] == "s3cret"
+    assert broker.options["ssl.ca.location"] == "/etc/ca.pem"
+    assert broker.writer_env == {
+        ENV + "BROKER__SECURITY_PROTOCOL": "SASL_SSL", ENV + "BROKER__CERT_PATH": "/etc/ca.pem",
+        ENV + "BROKER__SASL_MECHANISM": "SCRAM-SHA-512", ENV + "BROKER__SASL_USERNAME": "bench-user",
+        ENV + "BROKER__SASL_PASSWORD": "s3cret",
+    }
+    assert "s3cret" not in broker.label
+
+
+def test_the_writer_connects_into_the_benchmark_schema(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no config.toml here
+    target = PgTarget({"host": "db.example", "port": "6543", "user": "bench", "password": "pw", "sslmode": "require"},
+                      "userdb", schema_only=True)
+    store = Store(target, "userdb", "ccxw_bench_writer2_0123abcd")
+
+    config = writer_config.load(environ=store.env("ccxw-bench-writer-x"))
+    params = conninfo_to_dict(writer_conninfo(config))
+
+    assert params["host"] == "db.example" and params["port"] == "6543" and params["user"] == "bench"
+    assert params["password"] == "pw" and params["sslmode"] == "require" and params["dbname"] == "userdb"
+    assert params["options"] == "-csearch_path=ccxw_bench_writer2_0123abcd"
+    assert params["application_name"] == "ccxw-bench-writer-x"
+    assert conninfo_to_dict(store.conninfo("x"))["options"] == "-csearch_path=ccxw_bench_writer2_0123abcd"
+
+
+def test_listening_pid_finds_this_process():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert procfs.listening_pid(listener.getsockname()[1]) == os.getpid()
+
+
+def test_local_hosts():
+    assert procfs.is_local_host("127.0.0.1")
+    assert procfs.is_local_host("localhost")
+    assert procfs.is_local_host("/var/run/postgresql")
+    assert not procfs.is_local_host("192.0.2.1")  # TEST-NET-1: never this host
+
+
+def test_cpu_between_counts_only_the_window():
+    sampler = procfs.ProcessSampler(None)
+    sampler.tracks[1] = procfs._Track("workers", started=0.0, samples=[(1.0, 0.5), (2.0, 1.0), (3.0, 2.5), (4.0, 3.0)])
+    sampler.tracks[2] = procfs._Track("workers", started=2.5, samples=[(2.6, 0.2), (3.5, 0.7)])  # started inside
+    sampler.tracks[3] = procfs._Track("postgres", started=0.0, samples=[(1.0, 9.0), (4.0, 9.5)])
+    assert sampler.cpu_between("workers", 2.0, 3.6) == (2.5 - 1.0) + (0.7 - 0.0)
+    assert sampler.cpu_between("postgres", 1.5, 3.9) == 0.0
+    assert sampler.cpu_between("broker", 0, 10) is None
