@@ -34,8 +34,9 @@ def _stream(conninfo: str, index: int, streams: int, ready, go, results) -> None
         results.put((index, time.time(), len(mine)))
 
 
-def run(conninfo: str, batches: list[bytes], streams: int) -> tuple[float, float]:
-    """Write ``batches`` with ``streams`` processes; returns the wall-clock times of go and of the last commit."""
+def run(conninfo: str, batches: list[bytes], streams: int, on_ready=None) -> tuple[float, float]:
+    """Write ``batches`` with ``streams`` processes; returns the wall-clock times of go and of the last commit.
+    ``on_ready()`` runs once every stream is connected, before the clock starts."""
     global _BATCHES
     _BATCHES = batches
     context = multiprocessing.get_context("fork")
@@ -46,6 +47,8 @@ def run(conninfo: str, batches: list[bytes], streams: int) -> tuple[float, float
         for process in processes:
             process.start()
         ready.wait(60)
+        if on_ready is not None:
+            on_ready()
         started = time.time()
         go.set()
         finished = [results.get(timeout=3600) for _ in processes]

@@ -116,7 +116,14 @@ def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[
     try:
         with SessionSampler(store, application) as sessions, \
                 procfs.ProcessSampler(None, setup.watched(sessions)) as sampler:
-            started, finished = ceiling.run(store.conninfo(application), batches, streams)
+            def backends_seen() -> None:
+                # The streams' backends must be sampled before the clock starts, or their CPU is missed.
+                deadline = time.time() + 3
+                while len(sessions.backend_pids) < streams and time.time() < deadline:
+                    time.sleep(0.02)
+                time.sleep(3 * sampler.interval)
+
+            started, finished = ceiling.run(store.conninfo(application), batches, streams, backends_seen)
         rows = verify(store, backlog.expected)
     finally:
         if not setup.keep:
