@@ -42,6 +42,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import psycopg
+from confluent_kafka import KafkaException
 
 from bench import ceiling, kafka, procfs
 from bench.common import (
@@ -442,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except (BenchFailure, TargetError, kafka.BrokerError) as failure:
         log(f"FAILED: {failure}")
+        return 1
+    except KafkaException as error:
+        log(f"FAILED: Kafka: {error.args[0].str() if error.args else error}")
         return 1
 
 

@@ -133,15 +133,18 @@ class Broker:
             return  # the mock, with every topic in it, goes away when it stops
         from confluent_kafka import KafkaException
 
-        usable, why = self._controller_known()
-        if not usable:
-            log(f"topics {', '.join(self.created)} not deleted ({why}); delete them by hand")
-            return
-        for name, future in self.admin().delete_topics(self.created, operation_timeout=30, request_timeout=30).items():
-            try:
-                future.result()
-            except KafkaException as error:
-                log(f"topic {name} not deleted: {error.args[0].str()}; delete it by hand")
+        try:
+            usable, why = self._controller_known()
+            if not usable:
+                log(f"topics {', '.join(self.created)} not deleted ({why}); delete them by hand")
+                return
+            for name, future in self.admin().delete_topics(self.created, operation_timeout=30, request_timeout=30).items():
+                try:
+                    future.result()
+                except KafkaException as error:
+                    log(f"topic {name} not deleted: {error.args[0].str()}; delete it by hand")
+        except KafkaException as error:  # cleanup must not hide what went wrong before it
+            log(f"topics {', '.join(self.created)} not deleted: {error.args[0].str()}; delete them by hand")
         self.created.clear()
 
     def local_pid(self) -> int | None:

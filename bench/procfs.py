@@ -70,8 +70,35 @@ def vm_hwm_kib(pid: int | str = "self") -> int | None:
     return None
 
 
+def _children(pid: int) -> list[int] | None:
+    """Direct children from /proc/PID/task/*/children (None where the kernel does not provide it)."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(child) for child in handle.read().split()]
+    except FileNotFoundError:
+        return None if os.path.isdir(f"/proc/{pid}") else []
+    except OSError:
+        return []
+    return found
+
+
 def descendants(root: int) -> list[int]:
-    """Every process below ``root`` (children, their children, ...), from the parent links in /proc."""
+    """Every process below ``root`` (children, their children, ...)."""
+    direct = _children(root)
+    if direct is None:
+        return _descendants_by_scan(root)
+    found, queue = [], list(direct)
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue += _children(pid) or []
+    return found
+
+
+def _descendants_by_scan(root: int) -> list[int]:
+    """The same from the parent links of every process (slower; kernels without the children file)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
