@@ -1,0 +1,137 @@
+"""Latency of the service (not --replay): produce -> committed row at a steady rate."""
+
+from __future__ import annotations
+
+import datetime
+import signal
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+from bench.common import (
+    CLI, BenchFailure, MessageFactory, digest, log_time, migrated_store, parse_log, shrunk_report, verify, writer_env,
+)
+from bench.measure import Setup
+from writer import sample_messages
+
+_LATENCY_SQL = """
+ALTER TABLE new_reports ADD COLUMN inserted_at timestamptz DEFAULT clock_timestamp();
+CREATE UNLOGGED TABLE bench_commit_times (cluster character(36) NOT NULL, committed_at timestamptz NOT NULL);
+CREATE FUNCTION bench_note_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO bench_commit_times VALUES (NEW.cluster, clock_timestamp()); RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER bench_commit_time AFTER INSERT ON new_reports
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION bench_note_commit();
+"""
+
+
+@dataclass
+class Latency:
+    rate: float
+    seconds: float
+    messages: int
+    p50_commit: float
+    p99_commit: float
+    max_commit: float
+    p50_copy: float
+    p99_copy: float
+    exit_status: int
+    stop_seconds: float
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
+
+
+def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Latency:
+    """The service (not replay) with 2 workers; messages at ``rate``/s, LastChecked = produce time."""
+    from confluent_kafka import Producer
+
+    store = migrated_store(setup.target, "latency")
+    topic = f"ccxw-bench.latency.{uuid.uuid4().hex[:8]}"
+    setup.broker.create_topic(topic, setup.partitions)
+    factory = MessageFactory(size)
+    compression = "lz4" if setup.broker.given else "zstd"
+    producer = Producer({**setup.broker.options, "compression.type": compression, "linger.ms": 5})
+    delivered: dict[str, int] = {}
+    failures = []
+
+    def on_delivery(error, message):
+        if error is not None:
+            failures.append(error)
+        else:
+            delivered[sample_messages.cluster_id(int(message.key()))] = message.offset()
+
+    def send(number: int) -> None:
+        producer.produce(topic, key=b"%d" % number, on_delivery=on_delivery,
+                         value=factory.encoded(number, datetime.datetime.now(datetime.timezone.utc)))
+
+    first_number = 50_000_000
+    send(first_number)  # the topic exists (created now, or by this produce) before the service subscribes
+    producer.flush(10)
+    process = None
+    try:
+        with psycopg.connect(store.conninfo(), autocommit=True) as connection:
+            connection.execute(_LATENCY_SQL)
+        env = writer_env(store, setup.broker, topic, 2, "ccxw-bench-latency", setup.extra_env)
+        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env, cwd="/tmp",
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
+        reader.start()
+        # Wait for the group to settle: both workers assigned (one if there is one partition), then no change for 2 s.
+        members = min(2, setup.broker.partitions(topic))
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            assigned = [line for line in parse_log("\n".join(lines))[0] if line.get("message", "").startswith("partitions assigned")]
+            if len({line["pid"] for line in assigned}) >= members and time.time() - log_time(assigned[-1]) > 2:
+                break
+            time.sleep(0.2)
+        else:
+            raise BenchFailure("the service's workers did not get partitions within 60 s")
+        count = int(rate * seconds)
+        started = time.time()
+        for index in range(1, count + 1):
+            delay = started + index / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            send(first_number + index)
+            producer.poll(0)
+        if producer.flush(30) or failures:
+            raise BenchFailure(f"latency produce failed: {failures[:3]}")
+        produced = count + 1
+        with psycopg.connect(store.conninfo(), autocommit=True) as connection:
+            deadline = time.time() + 60
+            while connection.execute("SELECT count(*) FROM bench_commit_times").fetchone()[0] < produced:
+                if time.time() > deadline:
+                    raise BenchFailure("not every latency message was stored within 60 s")
+                time.sleep(0.1)
+            stop_started = time.time()
+            process.send_signal(signal.SIGTERM)
+            status = process.wait(60)
+            stop_seconds = time.time() - stop_started
+            measured = connection.execute(
+                "SELECT extract(epoch FROM c.committed_at - (r.updated_at AT TIME ZONE 'UTC')),"
+                "       extract(epoch FROM r.inserted_at - (r.updated_at AT TIME ZONE 'UTC'))"
+                " FROM new_reports r JOIN bench_commit_times c USING (cluster)"
+                " WHERE r.cluster <> %s",
+                (sample_messages.cluster_id(first_number),),
+            ).fetchall()
+        if status != 0:
+            raise BenchFailure(f"the service exited {status} after SIGTERM")
+        report = digest(shrunk_report(size))
+        verify(store, {(cluster, offset): report for cluster, offset in delivered.items()})
+    finally:
+        if process is not None and process.poll() is None:
+            process.kill()
+        if not setup.keep:
+            store.drop()
+    commit = [float(c) for c, _ in measured]
+    copy = [float(i) for _, i in measured]
+    return Latency(rate, seconds, len(measured), statistics.median(commit), percentile(commit, 0.99), max(commit),
+                   statistics.median(copy), percentile(copy, 0.99), status, stop_seconds)

@@ -1,0 +1,175 @@
+"""One measured run each: the COPY ceiling, the writer's --replay, the original algorithm.
+
+Each run gets a fresh store (database or schema) and, for the writer, a fresh consumer group;
+each verifies its rows before its figures count. CPU and peak RSS come from /proc (procfs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from bench import ceiling, kafka, procfs
+from bench.common import (
+    Backlog, BenchFailure, SessionSampler, log_time, migrated_store, prefill, run_replay, verify, writer_env,
+)
+from bench.pg import PgTarget
+
+ROLES = ("workers", "supervisor", "postgres", "broker")
+
+
+@dataclass
+class Result:
+    name: str
+    kind: str  # ceiling | writer | baseline
+    messages: int
+    rows: int
+    seconds: float  # the figure the rate is computed from
+    rate: float  # messages (ceiling: rows) per second
+    seconds_total: float | None = None  # writer: process start -> caught up (group join included)
+    rate_total: float | None = None
+    streams: int = 1
+    cpu_us_per_message: dict[str, float | None] = field(default_factory=dict)  # role -> µs of CPU per message
+    worker_rss_kib: list[int] = field(default_factory=list)
+    supervisor_rss_kib: int | None = None
+    waits: str = ""
+    note: str = ""
+    prefilled: int = 0
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Setup:
+    target: PgTarget
+    broker: kafka.Broker
+    broker_pid: int | None  # the broker's process when it runs on this host
+    keep: bool
+    extra_env: dict[str, str]
+    partitions: int
+
+    def watched(self, sessions: SessionSampler):
+        """The extra processes a run samples: its PostgreSQL backends and the broker, where local."""
+        local_pg = self.target.local_host
+
+        def pids() -> dict[int, str]:
+            found = sessions.local_backends() if local_pg else {}
+            if self.broker_pid is not None:
+                found[self.broker_pid] = "broker"
+            return found
+        return pids
+
+
+def cpu_per_message(sampler: procfs.ProcessSampler, start: float, end: float, count: int, roles=ROLES) -> dict:
+    figures = {}
+    for role in roles:
+        seconds = sampler.cpu_between(role, start, end)
+        figures[role] = None if seconds is None or not count else 1e6 * seconds / count
+    return figures
+
+
+# ---- the measurements ------------------------------------------------------------------------
+
+def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[bytes]) -> Result:
+    store = migrated_store(setup.target, f"ceiling{streams}")
+    application = f"ccxw-bench-ceiling-{uuid.uuid4().hex[:8]}"
+    try:
+        with SessionSampler(store, application) as sessions, \
+                procfs.ProcessSampler(None, setup.watched(sessions)) as sampler:
+            def backends_seen() -> None:
+                # The streams' backends must be sampled before the clock starts, or their CPU is missed.
+                deadline = time.time() + 3
+                while len(sessions.backend_pids) < streams and time.time() < deadline:
+                    time.sleep(0.02)
+                time.sleep(3 * sampler.interval)
+
+            started, finished = ceiling.run(store.conninfo(application), batches, streams, backends_seen)
+        rows = verify(store, backlog.expected)
+    finally:
+        if not setup.keep:
+            store.drop()
+    seconds = finished - started
+    return Result(f"ceiling: COPY, {streams} stream{'s' if streams > 1 else ''}", "ceiling", rows, rows, seconds,
+                  rows / seconds, streams=streams, waits=sessions.summary(),
+                  cpu_us_per_message=cpu_per_message(sampler, started, finished, rows, ("postgres", "broker")))
+
+
+def measure_writer(setup: Setup, backlog: Backlog, workers: int, label: str = "", prefilled: int = 0,
+                   wrap: list[str] | None = None) -> Result:
+    store = migrated_store(setup.target, f"writer{workers}")
+    application = f"ccxw-bench-writer-{uuid.uuid4().hex[:8]}"
+    group = f"ccxw-bench-{uuid.uuid4().hex[:10]}"
+    watcher = None
+    try:
+        if prefilled:
+            log(f"pre-filling new_reports with {prefilled:,} rows")
+            log(f"  done in {prefill(store, prefilled, backlog.size):.0f} s")
+        env = writer_env(store, setup.broker, backlog.topic, workers, application, setup.extra_env)
+        if backlog.count >= 10_000:
+            watcher = kafka.CommitWatcher(setup.broker, backlog.topic, group, sorted(set(backlog.partitions)))
+        with SessionSampler(store, application) as sessions:
+            run = run_replay(env, group, timeout=120 + backlog.count / 100, extra_pids=setup.watched(sessions),
+                             wrap=wrap, progress=(watcher, backlog.count) if watcher else None)
+        if run.returncode != 0:
+            tail = "\n".join(json.dumps(line) for line in run.log[-15:]) + "\n".join(run.stderr_other[-15:])
+            raise BenchFailure(f"--replay with {workers} workers exited {run.returncode}:\n{tail}")
+        summary = next((line for line in run.stdout.splitlines() if line.startswith("replay finished: ")), "")
+        expected = f"messages {backlog.count}, stored {backlog.valid_count}, duplicates 0, rejected {backlog.count - backlog.valid_count}"
+        if not summary.startswith("replay finished: " + expected):
+            raise BenchFailure(f"unexpected replay summary {summary!r}, expected {expected!r}")
+        rows = verify(store, backlog.expected, prefilled)
+    finally:
+        if watcher is not None:
+            watcher.close()
+        if not setup.keep:
+            store.drop()
+    caught_up = run.first("replay: caught up")
+    assigned = run.all("partitions assigned")
+    if caught_up is None or not assigned:
+        raise BenchFailure("the writer's log lacks the assignment or caught-up lines")
+    end = log_time(caught_up)
+    begin = min(log_time(line) for line in assigned)
+    total = end - run.started
+    failed_commits = len(run.all("offset commit failed"))
+    events = f"{len(assigned)} assignment events" + (f", {failed_commits} failed offset commits" if failed_commits else "")
+    supervisor_rss = run.sampler.peak_rss("supervisor").get(run.pid)
+    return Result(
+        label or f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}", "writer", backlog.count, rows,
+        end - begin, backlog.count / (end - begin), total, backlog.count / total, streams=workers,
+        cpu_us_per_message=cpu_per_message(run.sampler, begin, end, backlog.count),
+        worker_rss_kib=sorted(run.sampler.peak_rss("workers").values()), supervisor_rss_kib=supervisor_rss,
+        waits=sessions.summary(), note=events, prefilled=prefilled,
+    )
+
+
+def measure_baseline(setup: Setup, backlog: Backlog) -> Result:
+    store = migrated_store(setup.target, "baseline")
+    try:
+        started = time.time()
+        env = dict(os.environ, BENCH_KAFKA_OPTIONS=json.dumps(
+            {k: v for k, v in setup.broker.options.items() if k != "bootstrap.servers"}))
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.baseline", "--bootstrap", setup.broker.bootstrap, "--topic", backlog.topic,
+             "--conninfo", store.conninfo("ccxw-bench-baseline"), "--count", str(backlog.count)],
+            capture_output=True, text=True, timeout=3600, cwd=os.path.dirname(os.path.dirname(__file__)), env=env,
+        )
+        if result.returncode != 0:
+            raise BenchFailure(f"baseline failed: {result.stdout} {result.stderr[-2000:]}")
+        figures = json.loads(result.stdout.strip().splitlines()[-1])
+        if figures["messages"] != backlog.count or figures["stored"] != backlog.valid_count:
+            raise BenchFailure(f"baseline consumed/stored {figures}, expected {backlog.count}/{backlog.valid_count}")
+        rows = verify(store, backlog.expected)
+    finally:
+        if not setup.keep:
+            store.drop()
+    seconds = figures["seconds_after_first"]
+    return Result("baseline: original algorithm, 1 process", "baseline", backlog.count, rows, seconds,
+                  backlog.count / seconds, figures["seconds_total"], backlog.count / figures["seconds_total"],
+                  worker_rss_kib=[figures["peak_rss_kib"]], note=f"{time.time() - started:.0f} s wall")
