@@ -86,13 +86,21 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
 
     try:
         config = config_module.load()
+        config.check(config_module.LOGGING)  # every operation logs
+        logs.setup(config)
     except config_module.ConfigError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
-    logs.configure(config["logging"]["debug"], config["logging"]["log_level"])
 
     if operation == "show-configuration":
         _show_configuration(config)
         return exit_codes.OK
+    # Only the settings an operation uses can make it fail (SPEC section 6).
+    needs = {"check-kafka": (config_module.KAFKA,), None: (config_module.KAFKA, config_module.DATABASE,
+                                                          config_module.SERVICE)}
+    try:
+        config.check(*needs.get(operation, (config_module.DATABASE,)))
+    except config_module.ConfigError as error:
+        raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
     if operation == "check-kafka":
         from writer.kafka_options import check_kafka
 
@@ -100,10 +108,6 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
         print(text)
         return exit_codes.OK if ok else exit_codes.KAFKA_ERROR
     if operation is None:
-        try:
-            logs.configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
-        except config_module.ConfigError as error:
-            raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
         from writer.supervisor import run_service
 
         return run_service(config, replay=args.replay, group_id=args.group_id)
@@ -111,11 +115,18 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
 
 
 def _show_configuration(config) -> None:
+    import logging
+
+    from writer import config as config_module
+
     print(f"configuration file: {config.source_file or '(none; defaults and environment)'}")
     for section, keys in config.redacted().items():
         print(f"[{section}]")
         for key, value in keys.items():
             print(f"  {key} = {value!r}")
+    # Values that only some operations use: shown, and named for the operations that would refuse them.
+    for problem in config.problems(config_module.KAFKA, config_module.DATABASE, config_module.SERVICE):
+        logging.getLogger("writer.config").warning("refused by the operations that use it: %s", problem)
 
 
 def _database_operation(operation: str, args: argparse.Namespace, config) -> int:
