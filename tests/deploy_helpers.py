@@ -17,13 +17,24 @@ PREFIX = "CCX_NOTIFICATION_WRITER__"
 LAUNCHER = ROOT / "deploy" / "image" / "ccx-notification-writer"
 
 
+def _main_checkout() -> Path:
+    """The main checkout of this repository: ROOT itself, or for a git worktree the checkout it belongs to."""
+    try:
+        common = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        return ROOT
+    return Path(common).parent if common else ROOT
+
+
 def upstream_dir() -> Path:
-    """<repo>/../shared/upstream: CI places a copy of shared/ beside the clone. Missing is a failure."""
-    path = ROOT.parent / "shared" / "upstream"
-    if not (path / "config.toml").is_file():
-        raise AssertionError(f"the original's deployment files are missing: expected them in {path} "
-                             "(a copy of shared/ beside the repository)")
-    return path
+    """<repository>/../shared/upstream (CI puts a copy of shared/ beside the clone). Missing is a failure."""
+    candidates = [ROOT.parent / "shared" / "upstream", _main_checkout().parent / "shared" / "upstream"]
+    for path in candidates:
+        if (path / "config.toml").is_file():
+            return path
+    raise AssertionError(f"the original's deployment files are missing: expected them in {candidates[0]} "
+                         "(a copy of shared/ beside the repository)")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
