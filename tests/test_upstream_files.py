@@ -117,7 +117,7 @@ def test_cleanup_job_commands_under_the_cleaner_manifest(migrated_database, tmp_
         connection.execute(
             "INSERT INTO reported (org_id, account_number, cluster, notification_type, state, report, updated_at, "
             "notified_at, event_type_id) VALUES (1, 2, %s, 1, 1, '{}', now() - interval '9 days', now(), 1), "
-            "(1, 2, %s, 1, 1, '{}', now(), now(), 1)", (cluster, cluster))
+            "(1, 2, %s, 1, 1, '{}', now(), now() - interval '1 hour', 1)", (cluster, cluster))
     result = run_sh(cleanup_script("8 days"), env, launcher_dir(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     with migrated_database.connect() as connection:
