@@ -75,9 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         return _run(chosen[0] if chosen else None, args)
     except OperationFailed as failure:
         print(f"ccx-notification-writer: {failure}", file=sys.stderr)
+        _report_to_sentry(str(failure))
         return failure.status
     except KeyboardInterrupt:
         return exit_codes.OK
+
+
+def _report_to_sentry(text: str) -> None:
+    """A failed operation is an error event, as the original's logged error was (when Sentry is on)."""
+    sentry_sdk = sys.modules.get("sentry_sdk")  # imported only when Sentry was switched on
+    if sentry_sdk is not None and sentry_sdk.is_initialized():
+        sentry_sdk.capture_message(f"ccx-notification-writer: {text}", level="error")
 
 
 def _run(operation: str | None, args: argparse.Namespace) -> int:
