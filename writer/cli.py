@@ -99,6 +99,18 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
     except config_module.ConfigError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
 
+    import logging
+
+    # As the original: "started"/"finished" at debug level (CloudWatch and Sentry see the operations too).
+    logging.getLogger("writer.cli").debug("started: %s", operation or "service")
+    status = _run_operation(operation, args, config)
+    logging.getLogger("writer.cli").debug("finished: %s", operation or "service", extra={"exit_status": status})
+    return status
+
+
+def _run_operation(operation: str | None, args: argparse.Namespace, config) -> int:
+    from writer import config as config_module
+
     if operation == "show-configuration":
         _show_configuration(config)
         return exit_codes.OK

@@ -63,6 +63,10 @@ def attach(config: Config) -> logging.Handler | None:
                 logging.getLogger("writer.cloudwatch").warning(
                     "%d log lines not sent to CloudWatch (queue full while it did not answer)", self.dropped)
 
+    # At DEBUG, botocore logs each request's headers (the access key id among them) and urllib3 each
+    # connection; these lines would also be shipped, each causing more requests.
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     name = stream_name(settings["stream_name"], socket.gethostname())
     client_settings = botocore.config.Config(
         connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
