@@ -152,8 +152,6 @@ class Config:
     source_file: str | None = None
     # Unknown keys/variables found while loading: reported in one warning line, never fatal.
     ignored: list[str] = dataclasses.field(default_factory=list)
-    # Clowder provided a CloudWatch log group (logging.cloudwatch).
-    clowder_cloudwatch: bool = False
     # (section, key) -> where its value came from, to name it in a later value error.
     origins: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
@@ -219,7 +217,22 @@ def _value_problems(values: dict, origins: dict[tuple[str, str], str]) -> list[t
         parse_listen_address(values["metrics"]["address"], origins.get(("metrics", "address"), "[metrics] address"))
     except ConfigError as error:
         found.append((SERVICE, str(error)))
+    if not _valid_pg_params(values["storage"]["pg_params"]):
+        # libpq's parse error quotes the text around the fault, which may be a password= value.
+        problem("storage", "pg_params", "not a valid list of libpq key=value pairs (value not shown)")
     return found
+
+
+def _valid_pg_params(params: str) -> bool:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = params.replace("&", " ").strip()
+    try:
+        conninfo_to_dict(text) if text else None
+    except psycopg.ProgrammingError:
+        return False
+    return True
 
 
 def _coerce(section: str, key: str, value: Any, origin: str) -> Any:
@@ -314,7 +327,7 @@ def _apply_environment(values: dict, environ: dict[str, str], ignored: list[str]
         values[section][key] = _coerce(section, key, raw, origins[(section, key)])
 
 
-def _apply_clowder(values: dict, path: str) -> bool:
+def _apply_clowder(values: dict, path: str) -> None:
     """Apply the Clowder app config.
 
     app-common-python's module import reads ACG_CONFIG eagerly and raises raw
@@ -378,20 +391,19 @@ def _apply_clowder(values: dict, path: str) -> bool:
         if values[section][key] not in CHOICES[(section, key)]:
             raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG): {section}.{key} "
                               f"{values[section][key]!r} is not supported")
-    return _apply_clowder_cloudwatch(values, getattr(getattr(clowder, "logging", None), "cloudwatch", None))
+    _apply_clowder_cloudwatch(values, getattr(getattr(clowder, "logging", None), "cloudwatch", None))
 
 
-def _apply_clowder_cloudwatch(values: dict, cloudwatch) -> bool:
+def _apply_clowder_cloudwatch(values: dict, cloudwatch) -> None:
     """Clowder's logging.cloudwatch fills [cloudwatch]; the switch stays [logging] logging_to_cloud_watch_enabled."""
     if cloudwatch is None or not getattr(cloudwatch, "logGroup", None):
-        return False
+        return
     target = values["cloudwatch"]
     target["log_group"] = cloudwatch.logGroup
     for key, attribute in (("aws_access_id", "accessKeyId"), ("aws_secret_key", "secretAccessKey"),
                            ("aws_region", "region")):
         if getattr(cloudwatch, attribute, None):
             target[key] = getattr(cloudwatch, attribute)
-    return True
 
 
 def load(environ: dict[str, str] | None = None) -> Config:
@@ -409,6 +421,6 @@ def load(environ: dict[str, str] | None = None) -> Config:
         _apply_file(values, DEFAULT_CONFIG_FILE, ignored, origins)
         source = DEFAULT_CONFIG_FILE
     _apply_environment(values, environ, ignored, origins)
-    from_clowder = _apply_clowder(values, environ["ACG_CONFIG"]) if environ.get("ACG_CONFIG") else False
-    return Config(values=values, source_file=source, ignored=ignored, clowder_cloudwatch=from_clowder,
-                  origins=origins)
+    if environ.get("ACG_CONFIG"):
+        _apply_clowder(values, environ["ACG_CONFIG"])
+    return Config(values=values, source_file=source, ignored=ignored, origins=origins)
