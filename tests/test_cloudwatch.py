@@ -78,44 +78,43 @@ def test_stream_name_as_the_original_names_it():
     assert stream_name("writer-$HOSTNAME", "pod-7") == "writer-pod-7"
 
 
-def test_a_command_line_operation_ships_its_lines(cli, migrated_database, cloudwatch_endpoint, logs_client):
+def test_a_command_line_operation_ships_its_lines(cli, cloudwatch_endpoint, logs_client):
     group = f"ccx-cli-{uuid.uuid4().hex[:8]}"
-    env = {**aws_env(cloudwatch_endpoint), **migrated_database.env(), **cloudwatch_settings(group, "cli-$HOSTNAME"),
+    env = {**aws_env(cloudwatch_endpoint), **cloudwatch_settings(group, "cli-$HOSTNAME"),
            PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
-    result = cli("--migration-info", env=env)
+    result = cli("--show-configuration", env=env)
     assert result.returncode == 0, result.stderr
     streams = shipped(logs_client, group)
     assert list(streams) == [f"cli-{socket.gethostname()}"]
     messages = [line["message"] for line in streams[f"cli-{socket.gethostname()}"]]
-    assert "started: migration-info" in messages and "finished: migration-info" in messages
+    assert "started: show-configuration" in messages and "finished: show-configuration" in messages
     for secret in ("cwSECRETkey0002", "AKIAcwTEST0001"):
         assert secret not in result.stdout + result.stderr
 
 
-def test_nothing_is_sent_when_the_switch_is_off(cli, migrated_database, cloudwatch_endpoint, logs_client):
+def test_nothing_is_sent_when_the_switch_is_off(cli, cloudwatch_endpoint, logs_client):
     group = f"ccx-off-{uuid.uuid4().hex[:8]}"
-    env = {**aws_env(cloudwatch_endpoint), **migrated_database.env(),
+    env = {**aws_env(cloudwatch_endpoint),
            **cloudwatch_settings(group, "off", enabled="false"), PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
-    result = cli("--migration-info", env=env)
+    result = cli("--show-configuration", env=env)
     assert result.returncode == 0, result.stderr
-    assert "finished: migration-info" in result.stderr  # it logged; the lines stayed local
+    assert "finished: show-configuration" in result.stderr  # it logged; the lines stayed local
     assert group not in groups(logs_client)
 
 
-def test_clowder_logging_cloudwatch_provides_the_settings(cli, migrated_database, cloudwatch_endpoint, logs_client,
-                                                          tmp_path):
+def test_clowder_logging_cloudwatch_provides_the_settings(cli, cloudwatch_endpoint, logs_client, tmp_path):
     group = f"ccx-clowder-{uuid.uuid4().hex[:8]}"
     document = {"logging": {"type": "cloudwatch", "cloudwatch": {
         "accessKeyId": "AKIAclowder0003", "secretAccessKey": "clowderSECRET0004", "region": REGION,
         "logGroup": group}}}
     (tmp_path / "cdappconfig.json").write_text(json.dumps(document))
-    env = {**aws_env(cloudwatch_endpoint), **migrated_database.env(), "ACG_CONFIG": str(tmp_path / "cdappconfig.json"),
+    env = {**aws_env(cloudwatch_endpoint), "ACG_CONFIG": str(tmp_path / "cdappconfig.json"),
            PREFIX + "LOGGING__LOGGING_TO_CLOUD_WATCH_ENABLED": "true", PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
-    result = cli("--migration-info", env=env)
+    result = cli("--show-configuration", env=env)
     assert result.returncode == 0, result.stderr
     streams = shipped(logs_client, group)
     assert list(streams) == [socket.gethostname()]  # no stream_name: the host (pod) name
-    assert any(line["message"] == "finished: migration-info" for line in streams[socket.gethostname()])
+    assert any(line["message"] == "finished: show-configuration" for line in streams[socket.gethostname()])
     shown = cli("--show-configuration", env=env)
     assert "clowderSECRET0004" not in shown.stdout + shown.stderr and "AKIAclowder0003" not in shown.stdout
 
@@ -145,10 +144,10 @@ def test_the_service_ships_lines_of_the_supervisor_and_its_workers(migrated_data
     assert "cwSECRETkey0002" not in service.stderr + service.stdout
 
 
-def test_an_unreachable_cloudwatch_does_not_stop_an_operation(cli, migrated_database):
-    env = {**aws_env(f"http://127.0.0.1:{free_port()}"), **migrated_database.env(),
+def test_an_unreachable_cloudwatch_does_not_stop_an_operation(cli):
+    env = {**aws_env(f"http://127.0.0.1:{free_port()}"),
            **cloudwatch_settings("ccx-unreachable", "x")}
-    result = cli("--migration-info", env=env, timeout=120)
+    result = cli("--show-configuration", env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "CloudWatch Logs not usable" in result.stderr
     assert "cwSECRETkey0002" not in result.stderr and "AKIAcwTEST0001" not in result.stderr

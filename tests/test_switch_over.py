@@ -44,7 +44,7 @@ def test_taking_over_the_original_group_loses_and_rereads_nothing(migrated_datab
     assert handled == list(range(HANDLED_BY_ORIGINAL))
 
     env = service_env(migrated_database, kafka_bootstrap, topic, BROKER__GROUP=group,
-                      BROKER__PARTITION_ASSIGNMENT_STRATEGY="range")
+                      BROKER__PARTITION_ASSIGNMENT_STRATEGY="range", PROCESSING__WORKERS="1")
     result = cli("--replay", env=env, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     rest = TOTAL - HANDLED_BY_ORIGINAL
