@@ -627,3 +627,25 @@ def test_mistyped_secret_in_file_is_rejected_without_echoing_it(cli, tmp_path):
     result = cli("--show-configuration", env={"CCX_NOTIFICATION_WRITER_CONFIG_FILE": str(path)})
     assert_one_line_error(result, 1, "pg_password")
     assert "987654321" not in result.stdout + result.stderr
+
+
+def test_clowder_without_sasl_keeps_the_original_not_used_sasl_keys_harmless(cli, tmp_path):
+    """The original's config.toml (sasl_mechanism = "not-used", PLAINTEXT) under a Clowder file whose
+    brokers have no SASL: loads, and the Kafka settings come from Clowder."""
+    named = write_toml(tmp_path / "c.toml", '[broker]\nsecurity_protocol = "PLAINTEXT"\nsasl_mechanism = "not-used"\n')
+    document = {"kafka": {"brokers": [{"hostname": "plain-kafka.example", "port": 9092}], "topics": []}}
+    result = cli("--show-configuration", env={"CCX_NOTIFICATION_WRITER_CONFIG_FILE": str(named),
+                                              "ACG_CONFIG": clowder_json(tmp_path, document)})
+    assert result.returncode == 0, result.stderr
+    _, shown = parse_shown(result.stdout)
+    assert shown["broker"]["addresses"] == "plain-kafka.example:9092"
+    assert "sasl_mechanism" not in result.stderr  # not read for PLAINTEXT: not even a warning
+
+
+def test_a_value_clowder_provides_is_named_as_clowder_s_in_errors(cli, tmp_path):
+    document = full_clowder_document()
+    document["database"]["port"] = -5
+    result = cli("--db-init", env={"ACG_CONFIG": clowder_json(tmp_path, document),
+                                   PREFIX + "STORAGE__PG_PORT": "5432"})
+    line = assert_one_line_error(result, 1, "ACG_CONFIG", "pg_port")
+    assert PREFIX + "STORAGE__PG_PORT" not in line

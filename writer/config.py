@@ -327,7 +327,7 @@ def _apply_environment(values: dict, environ: dict[str, str], ignored: list[str]
         values[section][key] = _coerce(section, key, raw, origins[(section, key)])
 
 
-def _apply_clowder(values: dict, path: str) -> None:
+def _apply_clowder(values: dict, path: str, origins: dict) -> None:
     """Apply the Clowder app config.
 
     app-common-python's module import reads ACG_CONFIG eagerly and raises raw
@@ -350,6 +350,7 @@ def _apply_clowder(values: dict, path: str) -> None:
     except (KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG) is incomplete: {error!r}") from None
 
+    before = {(section, key): value for section, keys in values.items() for key, value in keys.items()}
     kafka = getattr(clowder, "kafka", None)
     if kafka is not None and kafka.brokers:
         broker = values["broker"]
@@ -387,11 +388,16 @@ def _apply_clowder(values: dict, path: str) -> None:
                 params += f" sslrootcert={clowder.rds_ca()}"
             storage["pg_params"] = params
     for section, key in (("broker", "security_protocol"), ("broker", "sasl_mechanism")):
+        if values[section][key] == before[(section, key)]:
+            continue  # not Clowder's: checked, like any file or environment value, by the operations using it
         values[section][key] = _coerce(section, key, values[section][key], f"ACG_CONFIG {section}.{key}")
         if values[section][key] not in CHOICES[(section, key)]:
             raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG): {section}.{key} "
                               f"{values[section][key]!r} is not supported")
     _apply_clowder_cloudwatch(values, getattr(getattr(clowder, "logging", None), "cloudwatch", None))
+    for (section, key), value in before.items():
+        if values[section][key] != value:
+            origins[(section, key)] = f"ACG_CONFIG ({section} {key})"
 
 
 def _apply_clowder_cloudwatch(values: dict, cloudwatch) -> None:
@@ -422,5 +428,5 @@ def load(environ: dict[str, str] | None = None) -> Config:
         source = DEFAULT_CONFIG_FILE
     _apply_environment(values, environ, ignored, origins)
     if environ.get("ACG_CONFIG"):
-        _apply_clowder(values, environ["ACG_CONFIG"])
+        _apply_clowder(values, environ["ACG_CONFIG"], origins)
     return Config(values=values, source_file=source, ignored=ignored, origins=origins)
