@@ -200,20 +200,64 @@ def test_toml_native_types_are_kept(cli, tmp_path):
     [
         ("STORAGE__PG_PORT", "abc"),
         ("STORAGE__PG_PORT", "54.32"),
-        ("STORAGE__PG_PORT", "-1"),
         ("BROKER__ENABLED", "maybe"),
         ("STORAGE__LOG_SQL_QUERIES", "2"),
-        ("PROCESSING__BATCH_SIZE", "0"),
-        ("BROKER__SECURITY_PROTOCOL", "TLS"),
-        ("BROKER__SASL_MECHANISM", "GSSAPI-ISH"),
-        ("LOGGING__LOG_LEVEL", "LOUD"),
-        ("METRICS__ADDRESS", "no-port-here"),
-        ("STORAGE__DB_DRIVER", "sqlite3"),
+        ("LOGGING__USE_STDERR", "sometimes"),
+        ("LOGGING__LOG_LEVEL", "LOUD"),  # every operation logs: a bad level fails them all
     ],
 )
-def test_malformed_environment_value_is_rejected_naming_the_variable(cli, variable, raw):
+def test_wrong_typed_environment_value_is_rejected_naming_the_variable(cli, variable, raw):
     result = cli("--show-configuration", env={PREFIX + variable: raw})
     assert_one_line_error(result, 1, PREFIX + variable)
+
+
+# (variable, value, an operation that uses it and must refuse it, an operation that does not use it)
+VALUE_USED_BY = [
+    ("STORAGE__PG_PORT", "-1", ["--db-init"], ["--check-kafka"]),
+    ("STORAGE__DB_DRIVER", "sqlite3", ["--db-init"], ["--check-kafka"]),
+    ("STORAGE__DB_DRIVER", "mysql", [], ["--check-kafka"]),  # the service needs a database too
+    ("BROKER__SECURITY_PROTOCOL", "TLS", ["--check-kafka"], ["--db-init"]),
+    ("PROCESSING__BATCH_SIZE", "0", [], ["--db-init"]),
+    ("METRICS__ADDRESS", "no-port-here", [], ["--db-init"]),
+    ("METRICS__NAMESPACE", "notification-writer", [], ["--db-init"]),
+    ("BROKER__PARTITION_ASSIGNMENT_STRATEGY", "sticky-ish", [], ["--db-init"]),
+]
+
+
+@pytest.mark.parametrize("variable, raw, refusing, indifferent", VALUE_USED_BY)
+def test_a_bad_value_fails_only_the_operations_that_use_it(cli, database, kafka_bootstrap, variable, raw,
+                                                           refusing, indifferent):
+    env = {**database.env(), PREFIX + "BROKER__ADDRESSES": kafka_bootstrap, PREFIX + variable: raw}
+    # --show-configuration prints it and names it in a warning line, exit 0
+    shown = cli("--show-configuration", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert PREFIX + variable in shown.stderr and "refused by the operations that use it" in shown.stderr
+    # the service (no flag) uses every section: one line, exit 1, before anything starts
+    assert_one_line_error(cli(env=env, timeout=60), 1, PREFIX + variable)
+    for flag in refusing:
+        assert_one_line_error(cli(flag, env=env), 1, PREFIX + variable)
+    for flag in indifferent:
+        result = cli(flag, env=env)
+        assert result.returncode == 0, (flag, result.stdout, result.stderr)
+
+
+def test_sasl_mechanism_is_read_only_for_sasl_protocols(cli, kafka_bootstrap):
+    plain = {PREFIX + "BROKER__ADDRESSES": kafka_bootstrap, PREFIX + "BROKER__SECURITY_PROTOCOL": "PLAINTEXT",
+             PREFIX + "BROKER__SASL_MECHANISM": "not-used"}
+    result = cli("--check-kafka", env=plain)
+    assert result.returncode == 0, result.stderr
+    sasl = {**plain, PREFIX + "BROKER__SECURITY_PROTOCOL": "SASL_PLAINTEXT"}
+    line = assert_one_line_error(cli("--check-kafka", env=sasl), 1, PREFIX + "BROKER__SASL_MECHANISM")
+    assert "not-used" in line.lower()
+
+
+@pytest.mark.parametrize("spelling", ["postgres", "Postgres", "POSTGRES"])
+def test_db_driver_postgres_in_any_case(cli, database, spelling):
+    env = {**database.env(), PREFIX + "STORAGE__DB_DRIVER": spelling}
+    _, shown = show(cli, env=env)
+    assert shown["storage"]["db_driver"] == "postgres"
+    result = cli("--db-init", env=env)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -223,11 +267,49 @@ def test_malformed_environment_value_is_rejected_naming_the_variable(cli, variab
         PREFIX + "DATABASE__PG_HOST",  # unknown section
         PREFIX + "STORAGE",  # no key at all
         PREFIX + "STORAGE_PG_HOST",  # single underscore between section and key
+        PREFIX + "LOGGING__LEVEL",  # set by the original's own manifests
+        PREFIX + "BROKER__ADDRESS",  # set by the original's behavioural test runner
     ],
 )
-def test_unknown_environment_variable_is_rejected_naming_it(cli, variable):
-    result = cli("--show-configuration", env={variable: "x"})
-    assert_one_line_error(result, 1, variable)
+def test_unknown_environment_variable_is_named_in_one_warning_line(cli, variable):
+    result = cli("--show-configuration", env={variable: "x", PREFIX + "STORAGE__PG_HOST": "still-read"})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "unknown configuration keys" in line]
+    assert len(warnings) == 1 and variable in warnings[0], result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    _, shown = parse_shown(result.stdout)
+    assert shown["storage"]["pg_host"] == "still-read"
+
+
+def test_unknown_keys_of_file_and_environment_share_one_warning_line(cli, tmp_path):
+    path = write_toml(tmp_path / "c.toml", '[storage]\nno_such_key = "x"\npg_host = "h"\n[nosuchsection]\nkey = 1\n')
+    result = cli("--show-configuration", env={"CCX_NOTIFICATION_WRITER_CONFIG_FILE": str(path),
+                                               PREFIX + "BROKER__ADDRESS": "k:1"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    for name in ("no_such_key", "[nosuchsection]", PREFIX + "BROKER__ADDRESS"):
+        assert name in lines[0]
+    _, shown = parse_shown(result.stdout)
+    assert shown["storage"]["pg_host"] == "h"
+
+
+def test_empty_environment_value_counts_as_unset(cli, tmp_path):
+    path = write_toml(tmp_path / "c.toml", '[storage]\npg_host = "from-file"\npg_port = 6000\n'
+                                           '[logging]\nlog_level = "ERROR"\n')
+    env = {"CCX_NOTIFICATION_WRITER_CONFIG_FILE": str(path), PREFIX + "STORAGE__PG_HOST": "",
+           PREFIX + "STORAGE__PG_PORT": "", PREFIX + "LOGGING__LOG_LEVEL": "", PREFIX + "BROKER__ENABLED": ""}
+    _, shown = show(cli, env=env)
+    assert shown["storage"]["pg_host"] == "from-file"
+    assert shown["storage"]["pg_port"] == 6000
+    assert shown["logging"]["log_level"] == "ERROR"
+    assert shown["broker"]["enabled"] is True
+
+
+def test_empty_log_level_in_a_file_is_the_default_level(cli, tmp_path):
+    path = write_toml(tmp_path / "c.toml", '[logging]\nlog_level = ""\n')
+    _, shown = show(cli, env={"CCX_NOTIFICATION_WRITER_CONFIG_FILE": str(path)})
+    assert shown["logging"]["log_level"] == "INFO"
 
 
 def test_missing_named_file_is_an_error(cli, tmp_path):
@@ -265,9 +347,7 @@ def test_toml_syntax_error_in_default_file_is_an_error(cli, tmp_path):
         ("[storage]\npg_port = true\n", "pg_port"),
         ('[broker]\nenabled = "sometimes"\n', "enabled"),
         ("[broker]\ntopic = 42\n", "topic"),
-        ('[broker]\nsecurity_protocol = "SSLv2"\n', "security_protocol"),
-        ('[storage]\nno_such_key = "x"\n', "no_such_key"),
-        ('[nosuchsection]\nkey = "x"\n', "nosuchsection"),
+        ('[broker]\nsecurity_protocol = 2\n', "security_protocol"),
         ('storage = "not a table"\n', "storage"),
     ],
 )
@@ -547,3 +627,25 @@ def test_mistyped_secret_in_file_is_rejected_without_echoing_it(cli, tmp_path):
     result = cli("--show-configuration", env={"CCX_NOTIFICATION_WRITER_CONFIG_FILE": str(path)})
     assert_one_line_error(result, 1, "pg_password")
     assert "987654321" not in result.stdout + result.stderr
+
+
+def test_clowder_without_sasl_keeps_the_original_not_used_sasl_keys_harmless(cli, tmp_path):
+    """The original's config.toml (sasl_mechanism = "not-used", PLAINTEXT) under a Clowder file whose
+    brokers have no SASL: loads, and the Kafka settings come from Clowder."""
+    named = write_toml(tmp_path / "c.toml", '[broker]\nsecurity_protocol = "PLAINTEXT"\nsasl_mechanism = "not-used"\n')
+    document = {"kafka": {"brokers": [{"hostname": "plain-kafka.example", "port": 9092}], "topics": []}}
+    result = cli("--show-configuration", env={"CCX_NOTIFICATION_WRITER_CONFIG_FILE": str(named),
+                                              "ACG_CONFIG": clowder_json(tmp_path, document)})
+    assert result.returncode == 0, result.stderr
+    _, shown = parse_shown(result.stdout)
+    assert shown["broker"]["addresses"] == "plain-kafka.example:9092"
+    assert "sasl_mechanism" not in result.stderr  # not read for PLAINTEXT: not even a warning
+
+
+def test_a_value_clowder_provides_is_named_as_clowder_s_in_errors(cli, tmp_path):
+    document = full_clowder_document()
+    document["database"]["port"] = -5
+    result = cli("--db-init", env={"ACG_CONFIG": clowder_json(tmp_path, document),
+                                   PREFIX + "STORAGE__PG_PORT": "5432"})
+    line = assert_one_line_error(result, 1, "ACG_CONFIG", "pg_port")
+    assert PREFIX + "STORAGE__PG_PORT" not in line

@@ -170,7 +170,7 @@ def test_invalid_pg_params_through_the_command_line(cli, database):
     result = cli("--db-init", env=env)
     assert result.returncode == 1, result
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "pg_params" in result.stderr
+    assert "pg_params" in result.stderr.lower()
     assert "Traceback" not in result.stderr
 
 
@@ -205,3 +205,66 @@ def test_check_kafka_against_the_broker_exits_0(cli, kafka_bootstrap):
     assert result.returncode == 0, result
     assert "Traceback" not in result.stderr
     assert result.stdout.strip()
+
+
+# --- the original's broker switches -----------------------------------------------------------------
+
+
+def test_sasl_keys_are_ignored_unless_the_protocol_is_sasl(load):
+    """The original's config.toml: security_protocol PLAINTEXT with sasl_* = "not-used"."""
+    options = common_options(load(BROKER__SECURITY_PROTOCOL="PLAINTEXT", BROKER__SASL_MECHANISM="not-used",
+                                  BROKER__SASL_USERNAME="not-used", BROKER__SASL_PASSWORD="not-used"))
+    assert not SASL_KEYS & set(options)
+
+
+def test_disable_api_versions_request_maps_to_librdkafka(load):
+    assert "api.version.request" not in common_options(load())
+    options = common_options(load(BROKER__DISABLE_API_VERSIONS_REQUEST="true"))
+    assert options["api.version.request"] is False
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky", "RoundRobin"])
+def test_partition_assignment_strategy_is_a_setting_librdkafka_accepts(load, strategy):
+    from confluent_kafka import Consumer
+
+    assert consumer_options(load())["partition.assignment.strategy"] == "cooperative-sticky"
+    options = consumer_options(load(BROKER__PARTITION_ASSIGNMENT_STRATEGY=strategy, BROKER__ADDRESSES="127.0.0.1:1"))
+    assert options["partition.assignment.strategy"] == strategy.lower()
+    Consumer(options).close()
+
+
+# --- pg_params is a secret where it holds one ---------------------------------------------------------
+
+
+def test_show_configuration_hides_passwords_inside_pg_params(cli):
+    params = "sslmode=verify-full password=pgPARAMsecret1 sslpassword='key pass 2'&connect_timeout=3"
+    result = cli("--show-configuration", env={PREFIX + "STORAGE__PG_PARAMS": params})
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    assert "pgPARAMsecret1" not in output and "key pass 2" not in output
+    shown = [line for line in result.stdout.splitlines() if line.strip().startswith("pg_params = ")]
+    assert shown and "sslmode=verify-full" in shown[0] and "connect_timeout=3" in shown[0]
+
+
+@pytest.mark.parametrize("params", ["password=pgPARAMsecret1 unterminated='x", "sslpassword=pgPARAMsecret1 nokey",
+                                    "password='pgPARAMsecret1"])
+def test_invalid_pg_params_error_does_not_echo_the_password(cli, database, params):
+    for args in (["--db-init"], []):  # a database operation, and the service
+        result = cli(*args, env=database.env() | {PREFIX + "STORAGE__PG_PARAMS": params})
+        assert result.returncode == 1, result
+        assert len(result.stderr.strip().splitlines()) == 1 and "PG_PARAMS" in result.stderr
+        assert "pgPARAMsecret1" not in result.stdout + result.stderr
+    shown = cli("--show-configuration", env={PREFIX + "STORAGE__PG_PARAMS": params})
+    assert shown.returncode == 0 and "pgPARAMsecret1" not in shown.stdout + shown.stderr
+
+
+def test_config_repr_hides_every_secret(load):
+    config = load(STORAGE__PG_PASSWORD="pgPWrepr1", BROKER__SASL_PASSWORD="saslPWrepr2",
+                  SENTRY__DSN="https://dsnKEYrepr3@sentry.example/1", CLOUDWATCH__AWS_SECRET_KEY="awsSECRETrepr4",
+                  CLOUDWATCH__AWS_ACCESS_ID="AKIArepr5", CLOUDWATCH__AWS_SESSION_TOKEN="awsTOKENrepr6",
+                  STORAGE__PG_PARAMS="sslmode=require password=pgPARAMrepr7")
+    for text in (repr(config), str(config), f"{config!r:>10}"):
+        for secret in ("pgPWrepr1", "saslPWrepr2", "dsnKEYrepr3", "awsSECRETrepr4", "AKIArepr5", "awsTOKENrepr6",
+                       "pgPARAMrepr7"):
+            assert secret not in text
+    assert "sslmode=require" in repr(config)

@@ -226,7 +226,8 @@ def test_metrics_address_in_use_is_an_http_error(migrated_database, kafka_bootst
 
 
 def test_invalid_sentry_dsn_is_a_configuration_error(migrated_database, cli, topic):
-    result = cli(env={**migrated_database.env(), "CCX_NOTIFICATION_WRITER__SENTRY__DSN": "not-a-dsn-secret"})
+    result = cli(env={**migrated_database.env(), "CCX_NOTIFICATION_WRITER__SENTRY__DSN": "not-a-dsn-secret",
+                      "CCX_NOTIFICATION_WRITER__LOGGING__LOGGING_TO_SENTRY_ENABLED": "true"})
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "sentry" in result.stderr and "not-a-dsn-secret" not in result.stderr
@@ -244,7 +245,8 @@ def test_logs_are_json_lines_and_readable_in_debug_mode(migrated_database, kafka
     assert "offset" in rejected[0] and "partition" in rejected[0]
     assert not [p for p in parsed if p["level"] == "debug"]
 
-    debug_env = dict(service_env(migrated_database, kafka_bootstrap, topic), CCX_NOTIFICATION_WRITER__LOGGING__DEBUG="true")
+    debug_env = dict(service_env(migrated_database, kafka_bootstrap, topic), CCX_NOTIFICATION_WRITER__LOGGING__DEBUG="true",
+                     CCX_NOTIFICATION_WRITER__LOGGING__LOG_LEVEL="DEBUG")  # debug is the format, not the level
     debug = cli("--replay", "--group-id", "debug-group", env=debug_env, timeout=120)
     assert debug.returncode == 0
     assert "DEBUG" in debug.stderr and "message parsed" in debug.stderr

@@ -75,9 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         return _run(chosen[0] if chosen else None, args)
     except OperationFailed as failure:
         print(f"ccx-notification-writer: {failure}", file=sys.stderr)
+        _report_to_sentry(str(failure))
         return failure.status
     except KeyboardInterrupt:
         return exit_codes.OK
+
+
+def _report_to_sentry(text: str) -> None:
+    """A failed operation is an error event, as the original's logged error was (when Sentry is on)."""
+    sentry_sdk = sys.modules.get("sentry_sdk")  # imported only when Sentry was switched on
+    if sentry_sdk is not None and sentry_sdk.is_initialized():
+        sentry_sdk.capture_message(f"ccx-notification-writer: {text}", level="error")
 
 
 def _run(operation: str | None, args: argparse.Namespace) -> int:
@@ -86,13 +94,33 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
 
     try:
         config = config_module.load()
+        config.check(config_module.LOGGING)  # every operation logs
+        logs.setup(config)
     except config_module.ConfigError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
-    logs.configure(config["logging"]["debug"], config["logging"]["log_level"])
+
+    import logging
+
+    # As the original: "started"/"finished" at debug level (CloudWatch and Sentry see the operations too).
+    logging.getLogger("writer.cli").debug("started: %s", operation or "service")
+    status = _run_operation(operation, args, config)
+    logging.getLogger("writer.cli").debug("finished: %s", operation or "service", extra={"exit_status": status})
+    return status
+
+
+def _run_operation(operation: str | None, args: argparse.Namespace, config) -> int:
+    from writer import config as config_module
 
     if operation == "show-configuration":
         _show_configuration(config)
         return exit_codes.OK
+    # Only the settings an operation uses can make it fail (SPEC section 6).
+    needs = {"check-kafka": (config_module.KAFKA,), None: (config_module.KAFKA, config_module.DATABASE,
+                                                          config_module.SERVICE)}
+    try:
+        config.check(*needs.get(operation, (config_module.DATABASE,)))
+    except config_module.ConfigError as error:
+        raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
     if operation == "check-kafka":
         from writer.kafka_options import check_kafka
 
@@ -100,10 +128,6 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
         print(text)
         return exit_codes.OK if ok else exit_codes.KAFKA_ERROR
     if operation is None:
-        try:
-            logs.configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
-        except config_module.ConfigError as error:
-            raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
         from writer.supervisor import run_service
 
         return run_service(config, replay=args.replay, group_id=args.group_id)
@@ -111,11 +135,18 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
 
 
 def _show_configuration(config) -> None:
+    import logging
+
+    from writer import config as config_module
+
     print(f"configuration file: {config.source_file or '(none; defaults and environment)'}")
     for section, keys in config.redacted().items():
         print(f"[{section}]")
         for key, value in keys.items():
             print(f"  {key} = {value!r}")
+    # Values that only some operations use: shown, and named for the operations that would refuse them.
+    for problem in config.problems(config_module.KAFKA, config_module.DATABASE, config_module.SERVICE):
+        logging.getLogger("writer.config").warning("refused by the operations that use it: %s", problem)
 
 
 def _database_operation(operation: str, args: argparse.Namespace, config) -> int:

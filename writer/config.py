@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from typing import Any
 
@@ -33,11 +34,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "topic": "ccx.ocp.results",
         "group": "ccx_notification_writer",
         "enabled": True,
+        "disable_api_versions_request": False,
         # Added by this project:
         "auto_offset_reset": "earliest",
         "dead_letter_topic": "",
         "session_timeout_ms": 45000,
         "max_poll_interval_ms": 300000,
+        "partition_assignment_strategy": "cooperative-sticky",
     },
     "storage": {
         "db_driver": "postgres",
@@ -55,6 +58,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "logging": {
         "debug": False,
         "log_level": "INFO",
+        # The original's default is stdout; ours keeps logs apart from command output.
+        "use_stderr": True,
+        "logging_to_sentry_enabled": False,
+        "logging_to_cloud_watch_enabled": False,
     },
     "sentry": {
         "dsn": "",
@@ -96,14 +103,21 @@ SECRET_KEYS = {
     ("cloudwatch", "aws_secret_key"),
     ("cloudwatch", "aws_session_token"),
 }
+# Not secret as a whole, but may hold password=/sslpassword=: those values are hidden.
+PARTLY_SECRET_KEYS = {("storage", "pg_params")}
+HIDDEN = "<set, not shown>"
 
 CHOICES: dict[tuple[str, str], set[str]] = {
     ("broker", "security_protocol"): {"", "PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"},
     ("broker", "sasl_mechanism"): {"", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"},
     ("broker", "auto_offset_reset"): {"earliest", "latest", "error"},
+    ("broker", "partition_assignment_strategy"): {"cooperative-sticky", "range", "roundrobin"},
     ("storage", "db_driver"): {"postgres"},
     ("logging", "log_level"): {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"},
 }
+# Spelled in lower case by librdkafka / PostgreSQL; the rest are upper case.
+_LOWER_CASE_CHOICES = {("broker", "auto_offset_reset"), ("broker", "partition_assignment_strategy"),
+                       ("storage", "db_driver")}
 
 NON_NEGATIVE = {
     ("storage", "pg_port"), ("storage", "connect_timeout"), ("storage", "retry_max_seconds"),
@@ -115,28 +129,110 @@ POSITIVE = {
     ("broker", "session_timeout_ms"), ("broker", "max_poll_interval_ms"),
 }
 
+# What each part of the program reads. A value problem of a key is an error only for an
+# operation that uses the key's area (SPEC section 6: "a setting an operation does not use
+# cannot make that operation fail"); the wrong *type* is an error for every operation.
+LOGGING, KAFKA, DATABASE, SERVICE = "logging", "kafka", "database", "service"
+AREAS = {"logging": LOGGING, "broker": KAFKA, "storage": DATABASE, "metrics": SERVICE,
+         "tracker": SERVICE, "processing": SERVICE, "sentry": LOGGING, "cloudwatch": LOGGING}
+_METRIC_NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)""", re.IGNORECASE)
 
-@dataclasses.dataclass
+
+def redact_pg_params(params: str) -> str:
+    """pg_params with the values of password= and sslpassword= replaced."""
+    return _PG_SECRET_PARAM.sub(lambda m: m.group(1) + HIDDEN, params)
+
+
+@dataclasses.dataclass(repr=False)
 class Config:
     """The effective configuration: ``values[section][key]``, typed as in SCHEMA."""
 
     values: dict[str, dict[str, Any]]
     source_file: str | None = None
+    # Unknown keys/variables found while loading: reported in one warning line, never fatal.
+    ignored: list[str] = dataclasses.field(default_factory=list)
+    # (section, key) -> where its value came from, to name it in a later value error.
+    origins: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
+
+    def __repr__(self) -> str:
+        # Error reporters (Sentry, tracebacks with locals) print objects with repr: never the secrets.
+        return f"Config(values={self.redacted()!r}, source_file={self.source_file!r})"
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The configuration with every secret replaced, for printing and logs."""
         shown = {s: dict(keys) for s, keys in self.values.items()}
         for section, key in SECRET_KEYS:
             if shown[section][key]:
-                shown[section][key] = "<set, not shown>"
+                shown[section][key] = HIDDEN
+        for section, key in PARTLY_SECRET_KEYS:
+            shown[section][key] = redact_pg_params(shown[section][key])
         return shown
+
+    def problems(self, *areas: str) -> list[str]:
+        """One line per value that an operation using ``areas`` would refuse."""
+        return [text for area, text in _value_problems(self.values, self.origins) if area in areas]
+
+    def check(self, *areas: str) -> None:
+        """Raise ConfigError (first problem) when a key of these areas has an unusable value."""
+        found = self.problems(*areas)
+        if found:
+            raise ConfigError(found[0])
 
     @property
     def worker_count(self) -> int:
-        return self.values["processing"]["workers"] or (os.cpu_count() or 1)
+        if self.values["processing"]["workers"]:
+            return self.values["processing"]["workers"]
+        from writer.cpu_limits import usable_cpus
+
+        return usable_cpus()
+
+
+def _value_problems(values: dict, origins: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    found = []
+
+    def problem(section: str, key: str, text: str) -> None:
+        found.append((AREAS[section], f"{origins.get((section, key), f'[{section}] {key}')}: {text}"))
+
+    for (section, key), choices in CHOICES.items():
+        value = values[section][key]
+        if (section, key) == ("broker", "sasl_mechanism") and not values["broker"]["security_protocol"].startswith("SASL"):
+            continue  # read only for SASL protocols (the original's config.toml says "not-used")
+        if value not in choices:
+            problem(section, key, f"must be one of {', '.join(sorted(c for c in choices if c))}, got {value!r}")
+    for section, key in sorted(POSITIVE):
+        if values[section][key] <= 0:
+            problem(section, key, f"must be a positive integer, got {values[section][key]}")
+    for section, key in sorted(NON_NEGATIVE):
+        if values[section][key] < 0:
+            problem(section, key, f"must not be negative, got {values[section][key]}")
+    namespace = values["metrics"]["namespace"]
+    if namespace and not _METRIC_NAMESPACE.fullmatch(namespace):
+        problem("metrics", "namespace", f"not a valid Prometheus metric name prefix (letters, digits, _ and :), "
+                                        f"got {namespace!r}")
+    try:
+        parse_listen_address(values["metrics"]["address"], origins.get(("metrics", "address"), "[metrics] address"))
+    except ConfigError as error:
+        found.append((SERVICE, str(error)))
+    if not _valid_pg_params(values["storage"]["pg_params"]):
+        # libpq's parse error quotes the text around the fault, which may be a password= value.
+        problem("storage", "pg_params", "not a valid list of libpq key=value pairs (value not shown)")
+    return found
+
+
+def _valid_pg_params(params: str) -> bool:
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = params.replace("&", " ").strip()
+    try:
+        conninfo_to_dict(text) if text else None
+    except psycopg.ProgrammingError:
+        return False
+    return True
 
 
 def _coerce(section: str, key: str, value: Any, origin: str) -> Any:
@@ -144,12 +240,13 @@ def _coerce(section: str, key: str, value: Any, origin: str) -> Any:
     try:
         return _coerce_value(section, key, value, origin)
     except ConfigError:
-        if (section, key) in SECRET_KEYS:  # never echo a (mistyped) secret into the error line
+        if (section, key) in SECRET_KEYS | PARTLY_SECRET_KEYS:  # never echo a (mistyped) secret
             raise ConfigError(f"{origin}: expected a string (value not shown)") from None
         raise
 
 
 def _coerce_value(section: str, key: str, value: Any, origin: str) -> Any:
+    """The type check (an error for every operation) and case normalization; value checks come later."""
     default = SCHEMA[section][key]
     where = f"{origin}: "
     if isinstance(default, bool):
@@ -173,23 +270,14 @@ def _coerce_value(section: str, key: str, value: Any, origin: str) -> Any:
                 raise ConfigError(f"{where}expected an integer, got {value!r}") from None
         else:
             raise ConfigError(f"{where}expected an integer, got {value!r}")
-        if (section, key) in POSITIVE and result <= 0:
-            raise ConfigError(f"{where}must be a positive integer, got {result}")
-        if (section, key) in NON_NEGATIVE and result < 0:
-            raise ConfigError(f"{where}must not be negative, got {result}")
     else:
         if not isinstance(value, str):
             raise ConfigError(f"{where}expected a string, got {value!r}")
         result = value
-    choices = CHOICES.get((section, key))
-    if choices is not None:
-        normalized = result.upper() if key != "auto_offset_reset" else result.lower()
-        if normalized not in choices:
-            allowed = ", ".join(sorted(c for c in choices if c))
-            raise ConfigError(f"{where}must be one of {allowed}, got {value!r}")
-        result = normalized
-    if (section, key) == ("metrics", "address"):
-        parse_listen_address(result, origin)
+    if (section, key) == ("logging", "log_level") and not result.strip():
+        result = default  # the original's files say log_level = "": the default level
+    if (section, key) in CHOICES:
+        result = result.strip().lower() if (section, key) in _LOWER_CASE_CHOICES else result.strip().upper()
     return result
 
 
@@ -201,7 +289,7 @@ def parse_listen_address(address: str, origin: str = "[metrics] address") -> tup
     return (host.strip("[]") or "0.0.0.0", int(port))
 
 
-def _apply_file(values: dict, path: str) -> None:
+def _apply_file(values: dict, path: str, ignored: list[str], origins: dict) -> None:
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -213,26 +301,33 @@ def _apply_file(values: dict, path: str) -> None:
         raise ConfigError(f"configuration file {path!r} is not valid TOML: {error}") from None
     for section, keys in data.items():
         if section not in SCHEMA:
-            raise ConfigError(f"configuration file {path!r}: unknown section [{section}]")
+            ignored.append(f"{path}: [{section}]")
+            continue
         if not isinstance(keys, dict):
             raise ConfigError(f"configuration file {path!r}: [{section}] must be a table")
         for key, value in keys.items():
             if key not in SCHEMA[section]:
-                raise ConfigError(f"configuration file {path!r}: unknown key {key!r} in [{section}]")
-            values[section][key] = _coerce(section, key, value, f"{path}: [{section}] {key}")
+                ignored.append(f"{path}: [{section}] {key}")
+                continue
+            origins[(section, key)] = f"{path}: [{section}] {key}"
+            values[section][key] = _coerce(section, key, value, origins[(section, key)])
 
 
-def _apply_environment(values: dict, environ: dict[str, str]) -> None:
+def _apply_environment(values: dict, environ: dict[str, str], ignored: list[str], origins: dict) -> None:
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
+        if raw == "":
+            continue  # an empty value counts as unset, as in the original (its manifests set LOGGING__LEVEL='')
         section, sep, key = name[len(ENV_PREFIX):].lower().partition("__")
         if not sep or section not in SCHEMA or key not in SCHEMA[section]:
-            raise ConfigError(f"environment variable {name}: no such configuration key")
-        values[section][key] = _coerce(section, key, raw, f"environment variable {name}")
+            ignored.append(name)
+            continue
+        origins[(section, key)] = f"environment variable {name}"
+        values[section][key] = _coerce(section, key, raw, origins[(section, key)])
 
 
-def _apply_clowder(values: dict, path: str) -> None:
+def _apply_clowder(values: dict, path: str, origins: dict) -> None:
     """Apply the Clowder app config.
 
     app-common-python's module import reads ACG_CONFIG eagerly and raises raw
@@ -255,6 +350,7 @@ def _apply_clowder(values: dict, path: str) -> None:
     except (KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG) is incomplete: {error!r}") from None
 
+    before = {(section, key): value for section, keys in values.items() for key, value in keys.items()}
     kafka = getattr(clowder, "kafka", None)
     if kafka is not None and kafka.brokers:
         broker = values["broker"]
@@ -292,7 +388,28 @@ def _apply_clowder(values: dict, path: str) -> None:
                 params += f" sslrootcert={clowder.rds_ca()}"
             storage["pg_params"] = params
     for section, key in (("broker", "security_protocol"), ("broker", "sasl_mechanism")):
+        if values[section][key] == before[(section, key)]:
+            continue  # not Clowder's: checked, like any file or environment value, by the operations using it
         values[section][key] = _coerce(section, key, values[section][key], f"ACG_CONFIG {section}.{key}")
+        if values[section][key] not in CHOICES[(section, key)]:
+            raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG): {section}.{key} "
+                              f"{values[section][key]!r} is not supported")
+    _apply_clowder_cloudwatch(values, getattr(getattr(clowder, "logging", None), "cloudwatch", None))
+    for (section, key), value in before.items():
+        if values[section][key] != value:
+            origins[(section, key)] = f"ACG_CONFIG ({section} {key})"
+
+
+def _apply_clowder_cloudwatch(values: dict, cloudwatch) -> None:
+    """Clowder's logging.cloudwatch fills [cloudwatch]; the switch stays [logging] logging_to_cloud_watch_enabled."""
+    if cloudwatch is None or not getattr(cloudwatch, "logGroup", None):
+        return
+    target = values["cloudwatch"]
+    target["log_group"] = cloudwatch.logGroup
+    for key, attribute in (("aws_access_id", "accessKeyId"), ("aws_secret_key", "secretAccessKey"),
+                           ("aws_region", "region")):
+        if getattr(cloudwatch, attribute, None):
+            target[key] = getattr(cloudwatch, attribute)
 
 
 def load(environ: dict[str, str] | None = None) -> Config:
@@ -301,13 +418,15 @@ def load(environ: dict[str, str] | None = None) -> Config:
     values = {section: dict(keys) for section, keys in SCHEMA.items()}
     named = environ.get(CONFIG_FILE_VARIABLE)
     source = None
+    ignored: list[str] = []
+    origins: dict[tuple[str, str], str] = {}
     if named:
-        _apply_file(values, named)
+        _apply_file(values, named, ignored, origins)
         source = named
     elif os.path.exists(DEFAULT_CONFIG_FILE):
-        _apply_file(values, DEFAULT_CONFIG_FILE)
+        _apply_file(values, DEFAULT_CONFIG_FILE, ignored, origins)
         source = DEFAULT_CONFIG_FILE
-    _apply_environment(values, environ)
+    _apply_environment(values, environ, ignored, origins)
     if environ.get("ACG_CONFIG"):
-        _apply_clowder(values, environ["ACG_CONFIG"])
-    return Config(values=values, source_file=source)
+        _apply_clowder(values, environ["ACG_CONFIG"], origins)
+    return Config(values=values, source_file=source, ignored=ignored, origins=origins)

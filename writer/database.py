@@ -18,8 +18,9 @@ def conninfo(config: Config) -> str:
     params_text = storage["pg_params"].replace("&", " ").strip()
     try:
         params = conninfo_to_dict(params_text) if params_text else {}
-    except psycopg.ProgrammingError as error:
-        raise ConfigError(f"[storage] pg_params is not valid: {str(error).splitlines()[0]}") from None
+    except psycopg.ProgrammingError:
+        # libpq's parse error quotes the text around the fault, which may be a password= value.
+        raise ConfigError("[storage] pg_params is not a valid list of libpq key=value pairs (value not shown)") from None
     kwargs = {
         "host": storage["pg_host"],
         "port": storage["pg_port"],

@@ -16,10 +16,12 @@ def common_options(config: Config) -> dict[str, object]:
         options["security.protocol"] = protocol
     if broker["cert_path"]:
         options["ssl.ca.location"] = broker["cert_path"]
-    if protocol.startswith("SASL") or broker["sasl_mechanism"]:
+    if protocol.startswith("SASL"):  # the SASL keys are read only then (the original's config.toml: "not-used")
         options["sasl.mechanisms"] = broker["sasl_mechanism"] or "PLAIN"
         options["sasl.username"] = broker["sasl_username"]
         options["sasl.password"] = broker["sasl_password"]
+    if broker["disable_api_versions_request"]:
+        options["api.version.request"] = False
     return options
 
 
@@ -33,7 +35,9 @@ def consumer_options(config: Config, group_id: str | None = None) -> dict[str, o
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": broker["auto_offset_reset"],
-            "partition.assignment.strategy": "cooperative-sticky",
+            # cooperative-sticky moves only the partitions that change owner; "range" (eager) is the
+            # assignor of the original's sarama consumer, needed to share its group while switching over.
+            "partition.assignment.strategy": broker["partition_assignment_strategy"],
             "session.timeout.ms": broker["session_timeout_ms"],
             "max.poll.interval.ms": broker["max_poll_interval_ms"],
             "statistics.interval.ms": 5000,
@@ -75,6 +79,8 @@ def check_kafka(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
 def _silent_logger():
     import logging
 
-    quiet = logging.getLogger("librdkafka.check")
+    from writer.logs import LIBRDKAFKA_LOGGER
+
+    quiet = logging.getLogger(LIBRDKAFKA_LOGGER + ".check")
     quiet.setLevel(logging.CRITICAL)
     return quiet

@@ -42,23 +42,56 @@ class ReadableFormatter(logging.Formatter):
         return text
 
 
-def configure(debug: bool, level: str) -> None:
-    level = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level.upper(), level.upper())
-    handler = logging.StreamHandler(sys.stderr)
+# librdkafka's own log lines (connection failures repeat every few seconds during an outage) go
+# through this logger: they are kept out of Sentry, which would make an event of each.
+LIBRDKAFKA_LOGGER = "librdkafka"
+
+
+def configure(debug: bool, level: str, use_stderr: bool = True) -> None:
+    """Console logging. ``debug`` selects readable lines instead of JSON (not a level, as in the original)."""
+    level = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level.upper(), level.upper()) or "INFO"
+    handler = logging.StreamHandler(sys.stderr if use_stderr else sys.stdout)
     handler.setFormatter(ReadableFormatter() if debug else JsonLineFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel("DEBUG" if debug else level)
+    root.setLevel(level)
+
+
+def setup(config, announce: bool = True) -> None:
+    """Everything logging-related a process needs: console, then Sentry and CloudWatch when switched on.
+
+    Raises ConfigError (one line) when a switched-on destination cannot be set up.
+    """
+    settings = config["logging"]
+    configure(settings["debug"], settings["log_level"], settings["use_stderr"])
+    if config.ignored and announce:
+        logging.getLogger("writer.config").warning(
+            "ignoring unknown configuration keys: %s", ", ".join(config.ignored))
+    if sentry_enabled(config):
+        configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
+    if settings["logging_to_cloud_watch_enabled"]:
+        from writer import cloudwatch
+
+        cloudwatch.attach(config)
+
+
+def sentry_enabled(config) -> bool:
+    """As the original: Sentry only when logging_to_sentry_enabled is true and a DSN is set."""
+    return bool(config["logging"]["logging_to_sentry_enabled"] and config["sentry"]["dsn"])
 
 
 def configure_sentry(dsn: str, environment: str) -> None:
     if not dsn:
         return
     import sentry_sdk
+    from sentry_sdk.integrations.logging import ignore_logger
 
     from writer.config import ConfigError
 
     try:
-        sentry_sdk.init(dsn=dsn, environment=environment or None, send_default_pii=False)
+        # Local variables would carry the configuration and connection strings into every event.
+        sentry_sdk.init(dsn=dsn, environment=environment or None, send_default_pii=False,
+                        include_local_variables=False)
     except sentry_sdk.utils.BadDsn:
         raise ConfigError("[sentry] dsn is not a valid Sentry DSN (value not shown)") from None
+    ignore_logger(LIBRDKAFKA_LOGGER + "*")

@@ -39,6 +39,7 @@ from writer.copy_rows import unique_by_key
 from writer.database import conninfo
 from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.kafka_options import consumer_options, producer_options
+from writer.logs import LIBRDKAFKA_LOGGER
 from writer.message import (
     CURRENT_SCHEMA_VERSION, FUTURE_TIMESTAMP, INVALID_TIMESTAMP, REFUSED_BY_DATABASE, Rejection, Row, parse_message,
 )
@@ -72,11 +73,13 @@ class Worker:
         self.uncommitted: dict[tuple[str, int], int] = {}  # offsets of stored batches whose commit failed
 
         options = consumer_options(config, group_id)
-        options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats, "logger": log})
+        options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats,
+                        "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
         self.consumer = Consumer(options)
         producer = None
         if config["broker"]["dead_letter_topic"] or config["tracker"]["topic"]:
-            producer = Producer({**producer_options(config), "error_cb": self._on_kafka_error, "logger": log})
+            producer = Producer({**producer_options(config), "error_cb": self._on_kafka_error,
+                                 "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
         self.producer = producer
         self.dead_letters = DeadLetters(producer, config["broker"]["dead_letter_topic"]) if config["broker"]["dead_letter_topic"] else None
         self.tracker = (
@@ -374,8 +377,7 @@ def worker_main(config: Config, slot: int, status_array, group_id: str | None) -
     """Entry point of a worker process (spawned by the supervisor)."""
     from writer import logs
 
-    logs.configure(config["logging"]["debug"], config["logging"]["log_level"])
-    logs.configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
+    logs.setup(config, announce=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
     status = WorkerStatus(status_array, slot)
     try:

@@ -1,0 +1,171 @@
+"""CloudWatch Logs against a real CloudWatch Logs API on loopback (moto in server mode), read back
+through boto3: from a command-line operation, from the service (supervisor and workers), from
+Clowder's logging.cloudwatch; nothing when the switch is off; the stream named as the original names it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import uuid
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.service import Service, free_port, service_env, wait_until_committed
+from writer import sample_messages
+from writer.cloudwatch import stream_name
+from writer.kafka_mock import produce
+
+PREFIX = "CCX_NOTIFICATION_WRITER__"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def cloudwatch_endpoint():
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def logs_client(cloudwatch_endpoint):
+    return boto3.client("logs", region_name=REGION, endpoint_url=cloudwatch_endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def aws_env(endpoint: str) -> dict[str, str]:
+    """Where boto3 finds the endpoint (its standard variable); nothing else about AWS from outside."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CCX_NOTIFICATION_WRITER"))}
+    env.update({"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": endpoint, "AWS_EC2_METADATA_DISABLED": "true"})
+    return env
+
+
+def cloudwatch_settings(group: str, stream: str, enabled: str = "true") -> dict[str, str]:
+    return {
+        PREFIX + "LOGGING__LOGGING_TO_CLOUD_WATCH_ENABLED": enabled,
+        PREFIX + "CLOUDWATCH__AWS_REGION": REGION,
+        PREFIX + "CLOUDWATCH__LOG_GROUP": group,
+        PREFIX + "CLOUDWATCH__STREAM_NAME": stream,
+        PREFIX + "CLOUDWATCH__AWS_ACCESS_ID": "AKIAcwTEST0001",
+        PREFIX + "CLOUDWATCH__AWS_SECRET_KEY": "cwSECRETkey0002",
+    }
+
+
+def shipped(client, group: str) -> dict[str, list[dict]]:
+    """stream name -> the JSON lines it holds."""
+    streams = client.describe_log_streams(logGroupName=group)["logStreams"]
+    return {
+        s["logStreamName"]: [json.loads(e["message"]) for e in
+                             client.get_log_events(logGroupName=group, logStreamName=s["logStreamName"],
+                                                   startFromHead=True)["events"]]
+        for s in streams
+    }
+
+
+def groups(client) -> set[str]:
+    return {g["logGroupName"] for g in client.describe_log_groups()["logGroups"]}
+
+
+def test_stream_name_as_the_original_names_it():
+    assert stream_name("", "pod-7") == "pod-7"
+    assert stream_name("ccx-notification-writer", "pod-7") == "ccx-notification-writer"
+    assert stream_name("writer-$HOSTNAME", "pod-7") == "writer-pod-7"
+
+
+def test_a_command_line_operation_ships_its_lines(cli, cloudwatch_endpoint, logs_client):
+    group = f"ccx-cli-{uuid.uuid4().hex[:8]}"
+    env = {**aws_env(cloudwatch_endpoint), **cloudwatch_settings(group, "cli-$HOSTNAME"),
+           PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
+    result = cli("--show-configuration", env=env)
+    assert result.returncode == 0, result.stderr
+    streams = shipped(logs_client, group)
+    assert list(streams) == [f"cli-{socket.gethostname()}"]
+    messages = [line["message"] for line in streams[f"cli-{socket.gethostname()}"]]
+    assert "started: show-configuration" in messages and "finished: show-configuration" in messages
+    for secret in ("cwSECRETkey0002", "AKIAcwTEST0001"):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_nothing_is_sent_when_the_switch_is_off(cli, cloudwatch_endpoint, logs_client):
+    group = f"ccx-off-{uuid.uuid4().hex[:8]}"
+    env = {**aws_env(cloudwatch_endpoint),
+           **cloudwatch_settings(group, "off", enabled="false"), PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
+    result = cli("--show-configuration", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "finished: show-configuration" in result.stderr  # it logged; the lines stayed local
+    assert group not in groups(logs_client)
+
+
+def test_clowder_logging_cloudwatch_provides_the_settings(cli, cloudwatch_endpoint, logs_client, tmp_path):
+    group = f"ccx-clowder-{uuid.uuid4().hex[:8]}"
+    document = {"logging": {"type": "cloudwatch", "cloudwatch": {
+        "accessKeyId": "AKIAclowder0003", "secretAccessKey": "clowderSECRET0004", "region": REGION,
+        "logGroup": group}}}
+    (tmp_path / "cdappconfig.json").write_text(json.dumps(document))
+    env = {**aws_env(cloudwatch_endpoint), "ACG_CONFIG": str(tmp_path / "cdappconfig.json"),
+           PREFIX + "LOGGING__LOGGING_TO_CLOUD_WATCH_ENABLED": "true", PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
+    result = cli("--show-configuration", env=env)
+    assert result.returncode == 0, result.stderr
+    streams = shipped(logs_client, group)
+    assert list(streams) == [socket.gethostname()]  # no stream_name: the host (pod) name
+    assert any(line["message"] == "finished: show-configuration" for line in streams[socket.gethostname()])
+    shown = cli("--show-configuration", env=env)
+    assert "clowderSECRET0004" not in shown.stdout + shown.stderr and "AKIAclowder0003" not in shown.stdout
+
+
+def test_the_service_ships_lines_of_the_supervisor_and_its_workers(migrated_database, kafka_bootstrap,
+                                                                   cloudwatch_endpoint, logs_client):
+    group = f"ccx-service-{uuid.uuid4().hex[:8]}"
+    topic = f"ccx.ocp.results.{uuid.uuid4().hex[:10]}"
+    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = {**{k: v for k, v in env.items() if not k.startswith("AWS_")}, **aws_env(cloudwatch_endpoint),
+           **{k: v for k, v in env.items() if k.startswith(PREFIX)}, **cloudwatch_settings(group, "")}
+    produce(kafka_bootstrap, topic, [sample_messages.encoded(i) for i in range(20)] + [b"not json"])
+    service = Service(env)
+    try:
+        wait_until_committed(kafka_bootstrap, topic, env[PREFIX + "BROKER__GROUP"], service)
+        service.process.send_signal(signal.SIGTERM)
+        assert service.finish(60) == 0, service.stderr[-3000:]
+    finally:
+        service.kill_all()
+    streams = shipped(logs_client, group)
+    assert list(streams) == [socket.gethostname()]  # one stream per pod, as the original
+    lines = streams[socket.gethostname()]
+    messages = [line["message"] for line in lines]
+    assert any(m.startswith("starting 2 workers") for m in messages)  # the supervisor
+    assert any(m.startswith("message rejected") for m in messages)  # a worker
+    assert len({line["pid"] for line in lines}) >= 3  # the supervisor and both workers
+    assert "cwSECRETkey0002" not in service.stderr + service.stdout
+
+
+def test_an_unreachable_cloudwatch_does_not_stop_an_operation(cli):
+    env = {**aws_env(f"http://127.0.0.1:{free_port()}"),
+           **cloudwatch_settings("ccx-unreachable", "x")}
+    result = cli("--show-configuration", env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "CloudWatch Logs not usable" in result.stderr
+    assert "cwSECRETkey0002" not in result.stderr and "AKIAcwTEST0001" not in result.stderr
+
+
+def test_without_the_switch_the_aws_libraries_are_not_even_imported(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; from writer import config, logs; logs.setup(config.load()); "
+            "print(sorted(m for m in ('boto3', 'botocore', 'watchtower') if m in sys.modules))")
+    env = {**aws_env("http://127.0.0.1:1"), **cloudwatch_settings("g", "s", enabled="false")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_missing_log_group_is_a_configuration_error(cli):
+    env = {**aws_env("http://127.0.0.1:1"), **cloudwatch_settings("", "s")}
+    result = cli("--show-configuration", env=env)
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "log_group" in result.stderr

@@ -1,0 +1,102 @@
+"""Shipping log lines to CloudWatch Logs ([logging] logging_to_cloud_watch_enabled, [cloudwatch]).
+
+watchtower and boto3 are an optional extra (``pip install 'ccx-notification-writer[cloudwatch]'``,
+installed in the image) imported only when the switch is on: a worker without CloudWatch
+does not carry them in memory.
+
+A log call only formats the line and puts it in a bounded in-memory queue; a
+background thread sends batches. When CloudWatch does not answer, lines beyond
+the bound are dropped (and counted in a warning at exit) rather than slowing
+the batch path or growing memory.
+
+The stream is named as the original names it: ``stream_name`` with
+``$HOSTNAME`` replaced by the host (pod) name, or the host name when empty;
+the supervisor, its workers and the command-line operations of one pod share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from writer.config import Config, ConfigError
+from writer.logs import JsonLineFormatter
+
+MAX_QUEUED_LINES = 10_000  # per process; ~a few MB of JSON lines at most
+SEND_INTERVAL_S = 1.0
+CLOSE_TIMEOUT_S = 5  # at exit, how long to wait for the last lines (keeps stopping bounded)
+
+
+def stream_name(configured: str, hostname: str) -> str:
+    """The original's naming: $HOSTNAME placeholders replaced; empty means the host name."""
+    return configured.replace("$HOSTNAME", hostname) if configured else hostname
+
+
+def attach(config: Config) -> logging.Handler | None:
+    """Add a CloudWatch handler to the root logger; ConfigError (one line, no secret) if impossible."""
+    settings = config["cloudwatch"]
+    if not settings["log_group"]:
+        raise ConfigError("[cloudwatch] log_group must be set when [logging] logging_to_cloud_watch_enabled is true")
+    try:
+        import boto3
+        import botocore.config
+        import botocore.exceptions
+        import watchtower
+    except ImportError:
+        raise ConfigError("[logging] logging_to_cloud_watch_enabled is true but the 'cloudwatch' extra "
+                          "(watchtower, boto3) is not installed") from None
+
+    class BoundedHandler(watchtower.CloudWatchLogHandler):
+        FLUSH_TIMEOUT = CLOSE_TIMEOUT_S
+        dropped = 0
+
+        def emit(self, record: logging.LogRecord) -> None:
+            waiting = self.queues.get(self.log_stream_name)
+            if waiting is not None and waiting.qsize() >= MAX_QUEUED_LINES:
+                self.dropped += 1
+                return
+            super().emit(record)
+
+        def close(self) -> None:
+            super().close()
+            if self.dropped:
+                logging.getLogger("writer.cloudwatch").warning(
+                    "%d log lines not sent to CloudWatch (queue full while it did not answer)", self.dropped)
+
+    # At DEBUG, botocore logs each request's headers (the access key id among them) and urllib3 each
+    # connection; these lines would also be shipped, each causing more requests.
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    name = stream_name(settings["stream_name"], socket.gethostname())
+    client_settings = botocore.config.Config(
+        connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
+    try:
+        client = boto3.client(
+            "logs",
+            region_name=settings["aws_region"] or None,
+            aws_access_key_id=settings["aws_access_id"] or None,
+            aws_secret_access_key=settings["aws_secret_key"] or None,
+            aws_session_token=settings["aws_session_token"] or None,
+            config=client_settings,
+        )
+    except botocore.exceptions.NoRegionError:
+        raise ConfigError("[cloudwatch] aws_region must be set (or AWS_DEFAULT_REGION)") from None
+    try:
+        handler = BoundedHandler(
+            log_group_name=settings["log_group"],
+            # watchtower formats the name with str.format: braces are literal here.
+            log_stream_name=name.replace("{", "{{").replace("}", "}}"),
+            boto3_client=client,
+            send_interval=SEND_INTERVAL_S,
+            create_log_group=True,
+        )
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        # A CloudWatch outage must not stop the service; botocore's messages name the
+        # operation and endpoint, never the credentials.
+        logging.getLogger("writer.cloudwatch").warning(
+            "CloudWatch Logs not usable, log lines are not shipped: %s", str(error).splitlines()[0])
+        return None
+    handler.setFormatter(JsonLineFormatter())
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("watchtower").setLevel(logging.DEBUG if settings["debug"] else logging.WARNING)
+    return handler
