@@ -119,12 +119,13 @@ class _Bar:
     def __init__(self, total: int, stream) -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, file=stream, desc="replay", unit="msg", dynamic_ncols=True, leave=True,
-                         mininterval=0, bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+        # {desc} after the bar carries our figures: a raw string (tqdm's postfix would add ", ").
+        self._bar = tqdm(total=total, file=stream, unit="msg", dynamic_ncols=True, leave=True, mininterval=0,
+                         bar_format="replay {percentage:3.0f}%|{bar}| {desc}")
 
     def show(self, f: Figures) -> None:
         self._bar.n = f.done
-        self._bar.set_postfix_str(describe(f), refresh=False)
+        self._bar.set_description_str(describe(f), refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:
@@ -151,6 +152,7 @@ class ProgressReporter:
         self._next_line = self._started + interval
         self._bar = _Bar(total, stream or sys.stderr) if mode == "bar" else None
         self.last: Figures | None = None
+        self._logged: tuple[int, int] | None = None  # (done, rejected) of the last line: the final one is not repeated
 
     def tick(self, partitions_left: int | None = None, force: bool = False) -> Figures | None:
         now = self._clock()
@@ -167,8 +169,9 @@ class ProgressReporter:
             self._gauges.set(current, partitions_left)
         if self._bar is not None:
             self._bar.show(current)
-        elif self.mode == "log" and (force or now >= self._next_line):
+        elif self.mode == "log" and (now >= self._next_line or (force and self._logged != (current.done, current.rejected))):
             self._next_line = now + self.interval
+            self._logged = (current.done, current.rejected)
             log.info("replay progress: %s", describe(current), extra=log_fields(current))
         return current
 

@@ -213,7 +213,8 @@ class Supervisor:
                 return exit_codes.KAFKA_ERROR if isinstance(error, ConnectionError) else exit_codes.CONFIGURATION_ERROR
             plan = self.replay_target.plan
             log.info("replay: %d messages in %d partitions up to the end offsets seen at start",
-                     plan.planned, len(plan.ends), extra={"starts": plan.starts, "ends": plan.ends})
+                     plan.planned, len(plan.ends), extra={"starts": {str(p): o for p, o in plan.starts.items()},
+                            "ends": {str(p): o for p, o in plan.ends.items()}})
             self.progress = self._progress_reporter(plan.planned)
         log.info("starting %d workers; metrics on %s", self.count, self.metrics_address)
         try:
@@ -226,12 +227,13 @@ class Supervisor:
                         self.progress.tick(remaining)
                     if remaining == 0:
                         self.finished = time.monotonic()
-                        log.info("replay: caught up with the end offsets")
                         break
                 self.stop_requested.wait(0.2)
         finally:
             if self.progress is not None:
-                self.progress.close()
+                self.progress.close()  # the final figures, before any other line
+            if self.finished is not None:
+                log.info("replay: caught up with the end offsets")
             self._stop_workers()
             if self.replay_target is not None:
                 self.replay_target.close()
