@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.service import Service, committed_offsets, end_offsets, parse_metrics, service_env
-from writer import sample_messages
+from writer import exit_codes, sample_messages
 from writer.kafka_mock import produce
 from writer.message import parse_message
 from writer.storage import BatchWriter
@@ -82,6 +83,14 @@ def run_replay(cli, env, tmp_path, *flags: str, name: str = "summary"):
     return result, summary
 
 
+def _commit(bootstrap: str, topic: str, group: str, offsets: dict[int, int]) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    finally:
+        consumer.close()
+
+
 def test_since_and_until_select_exactly_the_window(migrated_database, kafka_bootstrap, topic, cli, tmp_path):
     # 300 messages one minute apart, ending 2 hours ago; every 10th invalid.
     first = now_ms() - 2 * HOUR_MS - 300 * MINUTE_MS
@@ -89,6 +98,12 @@ def test_since_and_until_select_exactly_the_window(migrated_database, kafka_boot
     since, until = first + 100 * MINUTE_MS, first + 220 * MINUTE_MS  # messages 100..219
     env = service_env(migrated_database, kafka_bootstrap, topic)
     group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
+    # The group has already committed past the window's first messages: the window, not the group, decides.
+    first_inside = {}
+    for m in produced:
+        if m.timestamp_ms >= since:
+            first_inside.setdefault(m.partition, m.offset)
+    _commit(kafka_bootstrap, topic, group, {p: offset + 3 for p, offset in first_inside.items()})
 
     result, summary = run_replay(cli, env, tmp_path, "--since", rfc3339(since), "--until", rfc3339(until))
 
@@ -114,14 +129,6 @@ def test_since_and_until_select_exactly_the_window(migrated_database, kafka_boot
     ends = end_offsets(kafka_bootstrap, topic)
     assert committed_offsets(kafka_bootstrap, topic, group, ends) == {p: first_after.get(p, ends[p]) for p in ends}
     assert all(first_after[p] < ends[p] for p in first_after)
-
-
-def _commit(bootstrap: str, topic: str, group: str, offsets: dict[int, int]) -> None:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
-    finally:
-        consumer.close()
 
 
 def test_partitions_replays_only_those_and_leaves_the_live_group_alone(
@@ -261,3 +268,20 @@ def test_progress_lines_without_a_terminal_and_gauges(migrated_database, kafka_b
     last = lines[-1]
     assert (last["done"], last["rejected"], last["stored"], last["eta_s"]) == (count, rejected, count - rejected, 0)
     assert last["message"].endswith(f"ETA 0:00, rejected {rejected:,}")
+
+
+def test_interrupted_replay_says_so(migrated_database, kafka_bootstrap, topic, tmp_path):
+    produce_timed(kafka_bootstrap, topic, 500, now_ms() - HOUR_MS, 1000)
+    env = service_env(migrated_database, kafka_bootstrap, topic)
+    path = tmp_path / "summary.json"
+    service = Service(env, "--replay", "--summary-json", str(path))
+    try:
+        service.wait_for_http()
+        service.process.send_signal(signal.SIGTERM)  # before the group join (~3 s on the mock) is over
+        status = service.finish(120)
+    finally:
+        service.kill_all()
+    assert status == exit_codes.REPLAY_INCOMPLETE == 8, service.stderr[-3000:]
+    summary = json.loads(path.read_text())
+    assert summary["complete"] is False and summary["exit_status"] == 8 and summary["planned"] == 500
+    assert service.stdout.startswith("replay stopped (exit status 8): messages ")

@@ -12,7 +12,9 @@ import pytest
 from writer import exit_codes
 from writer.cli import build_parser
 from writer.progress import ProgressReporter, RateMeter, describe, figures, format_duration
-from writer.replay import ReplayOptions, ReplayRequestError, Window, options_from_args, parse_partitions, parse_time
+from writer.replay import (
+    ReplayOptions, ReplayRequestError, Window, options_from_args, parse_partitions, parse_time, starts_from_answers,
+)
 from writer.replay_summary import extend, format_line, write_json
 
 UTC = datetime.timezone.utc
@@ -169,3 +171,11 @@ def test_summary_for_automation(tmp_path):
     write_json(str(path), stopped)
     assert json.loads(path.read_text())["exit_status"] == 8
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_start_offsets_use_only_answers_inside_the_partition():
+    lows, ends = {0: 0, 1: 100, 2: 5, 3: 0}, {0: 50, 1: 200, 2: 9, 3: 0}
+    answers = {0: 20, 1: 40, 2: -1}  # 1: below the earliest offset (wrong), 2: no answer (the mock), 3: missing
+    assert starts_from_answers(answers, lows, ends) == ({0: 20, 1: 100, 2: 5, 3: 0}, [1, 2, 3])
+    assert starts_from_answers({0: 50}, {0: 0}, {0: 50}) == ({0: 50}, [])  # at the end: nothing to replay
+    assert starts_from_answers({0: 51}, {0: 0}, {0: 50}) == ({0: 0}, [0])

@@ -189,6 +189,25 @@ class ReplayPlan:
         return sum(self.ends[p] - self.starts[p] for p in self.ends)
 
 
+def starts_from_answers(answers: dict[int, int], lows: dict[int, int],
+                        ends: dict[int, int]) -> tuple[dict[int, int], list[int]]:
+    """Start offsets from the broker's ``offsets_for_times`` answers (partition -> offset, -1: none).
+
+    An answer inside ``[low, end]`` is used; any other (-1, an error, an offset outside the partition) means
+    "from the earliest offset": the window filter then skips what is older, so a wrong answer costs time,
+    never messages. Returns the starts and the partitions whose answer was not used.
+    """
+    starts, unanswered = {}, []
+    for partition, low in lows.items():
+        offset = answers.get(partition, -1)
+        if low <= offset <= ends[partition]:
+            starts[partition] = offset
+        else:
+            starts[partition] = low
+            unanswered.append(partition)
+    return starts, unanswered
+
+
 class ReplayTarget:
     """Reads the topic at start (partitions, watermarks, start offsets) and tells when the replay is done."""
 
@@ -255,13 +274,8 @@ class ReplayTarget:
 
         answers = self._consumer.offsets_for_times(
             [TopicPartition(self.topic, p, since_ms) for p in partitions], timeout=timeout)
-        starts, unanswered = {}, []
-        for answer in answers:
-            p = answer.partition
-            usable = answer.error is None and lows[p] <= answer.offset <= ends[p]
-            starts[p] = answer.offset if usable else lows[p]
-            if not usable:
-                unanswered.append(p)
+        starts, unanswered = starts_from_answers(
+            {a.partition: (a.offset if a.error is None else -1) for a in answers}, lows, ends)
         if unanswered:
             log.info("replay: the broker gave no usable offset for --since on partitions %s; "
                      "those start at the earliest offset and skip older messages",

@@ -3,7 +3,9 @@
 What a batch guarantees (``Worker.handle_batch``), in order:
 
 1. every message is parsed: a valid one becomes a row, an invalid one a
-   rejection (counted, logged with topic/partition/offset and reason);
+   rejection (counted, logged with topic/partition/offset and reason); in a
+   replay, messages outside its range or time window are first left out
+   (``replay_worker.ReplayScope.admits``);
 2. the rows are written in one transaction (``storage.BatchWriter``); while a
    transient database error lasts, the same rows are retried with exponential
    backoff and jitter, the partitions are paused and the consumer keeps
