@@ -12,8 +12,9 @@ import pytest
 from writer import exit_codes
 from writer.cli import build_parser
 from writer.progress import ProgressReporter, RateMeter, describe, figures, format_duration
-from writer.replay import (
-    ReplayOptions, ReplayRequestError, Window, options_from_args, parse_partitions, parse_time, starts_from_answers,
+from writer.replay import starts_from_answers
+from writer.replay_options import (
+    ReplayOptions, ReplayRequestError, Window, options_from_args, parse_partitions, parse_time,
 )
 from writer.replay_summary import extend, format_line, write_json
 

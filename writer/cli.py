@@ -8,7 +8,7 @@ import sys
 from typing import Callable
 
 from writer import AUTHORS, __version__, exit_codes
-from writer import replay as replay_flags
+from writer import replay_options as replay_flags
 
 # flag -> help. Each selects one operation; with none the service starts.
 OPERATIONS = {

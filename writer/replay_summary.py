@@ -18,7 +18,8 @@ import json
 import os
 
 from writer import exit_codes
-from writer.replay import ReplayOptions, ReplayPlan
+from writer.replay import ReplayPlan
+from writer.replay_options import ReplayOptions
 
 
 def extend(base: dict, totals: dict[str, float], options: ReplayOptions | None, plan: ReplayPlan | None,

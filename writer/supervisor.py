@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 
 from writer import exit_codes
 from writer.config import Config, parse_listen_address
-from writer.replay import ReplayOptions, ReplayRequestError, ReplayTarget
+from writer.replay import ReplayTarget
+from writer.replay_options import ReplayOptions, ReplayRequestError
 from writer.status import peak_rss_kib
 
 log = logging.getLogger("writer.supervisor")
