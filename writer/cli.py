@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 from typing import Callable
 
 from writer import AUTHORS, __version__, exit_codes
+from writer import replay_options as replay_flags
 
 # flag -> help. Each selects one operation; with none the service starts.
 OPERATIONS = {
@@ -42,9 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-max-age", "--max-age", metavar="AGE", default="7 days",
                         help="PostgreSQL interval for the cleanup operations (default: '7 days')")
     parser.add_argument("-replay", "--replay", action="store_true",
-                        help="consume up to the end offsets seen at start, print a summary and exit")
+                        help="consume up to the end offsets seen at start, print a summary and exit "
+                        "(see the replay options below)")
     parser.add_argument("-group-id", "--group-id", metavar="GROUP",
                         help="consumer group id to use instead of [broker] group (a new group starts at the earliest offset)")
+    replay_flags.add_arguments(parser)
     return parser
 
 
@@ -93,6 +97,11 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
     from writer import logs
 
     try:
+        replay_options = replay_flags.options_from_args(
+            args, datetime.datetime.now(datetime.timezone.utc), sys.stderr.isatty())
+    except replay_flags.ReplayRequestError as error:
+        raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
+    try:
         config = config_module.load()
         config.check(config_module.LOGGING)  # every operation logs
         logs.setup(config)
@@ -130,7 +139,7 @@ def _run_operation(operation: str | None, args: argparse.Namespace, config) -> i
     if operation is None:
         from writer.supervisor import run_service
 
-        return run_service(config, replay=args.replay, group_id=args.group_id)
+        return run_service(config, replay=args.replay, group_id=args.group_id, replay_options=replay_options)
     return _database_operation(operation, args, config)
 
 

@@ -63,9 +63,10 @@ class MockKafka:
 
 def produce(
     bootstrap_servers: str, topic: str, values: Iterable[bytes | None], keys: Iterable[bytes | None] | None = None,
-    partition: int | None = None, headers=None,
+    partition: int | None = None, headers=None, timestamps: Iterable[int] | None = None,
 ) -> list[tuple[int, int]]:
-    """Produce messages (spread over partitions by key, or round robin without keys).
+    """Produce messages (spread over partitions by key, or round robin without keys); ``timestamps``: each
+    message's Kafka timestamp in milliseconds (default: the time of producing).
 
     Returns each message's (partition, offset), in the order given, from the
     broker's acknowledgements.
@@ -91,6 +92,7 @@ def produce(
         return record
 
     key_iter = iter(keys) if keys is not None else None
+    timestamp_iter = iter(timestamps) if timestamps is not None else None
     for index, value in enumerate(values):
         positions.append((-1, -1))
         kwargs = {"value": value, "on_delivery": acknowledged(index)}
@@ -98,6 +100,8 @@ def produce(
             kwargs["key"] = next(key_iter)
         if partition is not None:
             kwargs["partition"] = partition
+        if timestamp_iter is not None:
+            kwargs["timestamp"] = next(timestamp_iter)
         if headers is not None:
             kwargs["headers"] = headers
         while True:

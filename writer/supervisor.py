@@ -11,8 +11,9 @@ Contracts:
   ``max_restarts`` deaths within ``restart_window_s`` stop the service with
   the exit status of the last death (or 2, consumer error).
 - Replay mode: the end offsets of every partition are read at start; when the
-  group's committed offsets reach them all, the workers are stopped and a
-  summary is printed.
+  group's committed offsets (or, for a self-assigned replay, the workers'
+  positions) reach them all, the workers are stopped and a summary is printed
+  (see writer/replay.py for the range, writer/replay_summary.py for the end).
 """
 
 from __future__ import annotations
@@ -29,51 +30,11 @@ from dataclasses import dataclass, field
 
 from writer import exit_codes
 from writer.config import Config, parse_listen_address
+from writer.replay import ReplayTarget
+from writer.replay_options import ReplayOptions, ReplayRequestError
 from writer.status import peak_rss_kib
 
 log = logging.getLogger("writer.supervisor")
-
-
-class ReplayTarget:
-    """The end offsets seen at start, and whether the group's commits have reached them."""
-
-    def __init__(self, config: Config, group_id: str | None, timeout: float = 10.0) -> None:
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
-
-        from writer.kafka_options import consumer_options
-
-        options = consumer_options(config, group_id)
-        options.pop("statistics.interval.ms", None)
-        self._consumer = Consumer({**options, "logger": logging.getLogger("writer.replay")})
-        topic = config["broker"]["topic"]
-        try:
-            metadata = self._consumer.list_topics(topic, timeout=timeout)
-        except KafkaException as error:
-            raise ConnectionError(f"cannot read the partitions of {topic}: {error.args[0].str()}") from None
-        described = metadata.topics.get(topic)
-        partitions = sorted(described.partitions) if described is not None and described.error is None else []
-        self.ends: dict[int, tuple[int, int]] = {}
-        for partition in partitions:
-            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            self.ends[partition] = (low, high)
-        self.topic = topic
-        self.total = sum(high - low for low, high in self.ends.values())
-        self._partitions = [TopicPartition(topic, p) for p in partitions]
-
-    def reached(self) -> bool:
-        from confluent_kafka import KafkaException
-
-        pending = [tp for tp in self._partitions if self.ends[tp.partition][1] > self.ends[tp.partition][0]]
-        if not pending:
-            return True
-        try:
-            committed = self._consumer.committed(pending, timeout=5)
-        except KafkaException:
-            return False
-        return all(tp.offset >= self.ends[tp.partition][1] for tp in committed)
-
-    def close(self) -> None:
-        self._consumer.close()
 
 
 def preflight_database(config: Config) -> str | None:
@@ -106,7 +67,8 @@ class WorkerSlot:
 
 
 class Supervisor:
-    def __init__(self, config: Config, metrics_dir: str, replay: bool = False, group_id: str | None = None) -> None:
+    def __init__(self, config: Config, metrics_dir: str, replay: bool = False, group_id: str | None = None,
+                 replay_options: ReplayOptions | None = None) -> None:
         from writer.metrics import Metrics
 
         self.config = config
@@ -126,6 +88,8 @@ class Supervisor:
         self.started = time.monotonic()
         self.finished: float | None = None
         self.replay_target: ReplayTarget | None = None
+        self.replay_options = replay_options or ReplayOptions()
+        self.progress = None
 
     # ---- metrics and health ---------------------------------------------
 
@@ -164,7 +128,8 @@ class Supervisor:
         from writer.worker import worker_main
 
         process = self.context.Process(
-            target=worker_main, args=(self.config, slot.slot, self.status_array, self.group_id),
+            target=worker_main, args=(self.config, slot.slot, self.status_array, self.group_id,
+                                      self.replay_target.plan if self.replay_target else None, self.count),
             name=f"worker-{slot.slot}", daemon=False,
         )
         process.start()
@@ -242,31 +207,52 @@ class Supervisor:
             return exit_codes.STORAGE_ERROR
         if self.replay:
             try:
-                self.replay_target = ReplayTarget(self.config, self.group_id)
-            except ConnectionError as error:
+                self.replay_target = ReplayTarget(self.config, self.group_id, self.replay_options, self.context)
+            except (ConnectionError, ReplayRequestError) as error:
                 log.error("%s", error)
                 self._close_http()
-                return exit_codes.KAFKA_ERROR
+                return exit_codes.KAFKA_ERROR if isinstance(error, ConnectionError) else exit_codes.CONFIGURATION_ERROR
+            plan = self.replay_target.plan
             log.info("replay: %d messages in %d partitions up to the end offsets seen at start",
-                     self.replay_target.total, len(self.replay_target.ends))
+                     plan.planned, len(plan.ends), extra={"starts": {str(p): o for p, o in plan.starts.items()},
+                            "ends": {str(p): o for p, o in plan.ends.items()}})
+            self.progress = self._progress_reporter(plan.planned)
         log.info("starting %d workers; metrics on %s", self.count, self.metrics_address)
         try:
             while not self.stop_requested.is_set():
                 if not self._reap():
                     break
-                if self.replay_target is not None and self.replay_target.reached():
-                    self.finished = time.monotonic()
-                    log.info("replay: caught up with the end offsets")
-                    break
+                if self.replay_target is not None:
+                    remaining = self.replay_target.remaining_partitions()
+                    if self.progress is not None:
+                        self.progress.tick(remaining)
+                    if remaining == 0:
+                        self.finished = time.monotonic()
+                        break
                 self.stop_requested.wait(0.2)
         finally:
+            if self.progress is not None:
+                self.progress.close()  # the final figures, before any other line
+            if self.finished is not None:
+                log.info("replay: caught up with the end offsets")
             self._stop_workers()
             if self.replay_target is not None:
                 self.replay_target.close()
             self._close_http()
+        if self.replay_target is not None and self.finished is None and self.exit_status == exit_codes.OK:
+            self.exit_status = exit_codes.REPLAY_INCOMPLETE
         log.info("supervisor stopped", extra={"exit_status": self.exit_status,
                                               "peak_rss_kib": peak_rss_kib()})
         return self.exit_status
+
+    def _progress_reporter(self, planned: int):
+        from writer.progress import ProgressReporter, ReplayGauges
+
+        options = self.replay_options
+        if options.progress == "off":
+            return None
+        gauges = ReplayGauges(self.config["metrics"]["namespace"])
+        return ProgressReporter(options.progress, options.progress_interval, planned, self.totals, gauges)
 
     def _close_http(self) -> None:
         if self.http is not None:
@@ -297,26 +283,34 @@ def format_summary(result: dict) -> str:
     )
 
 
-def run_service(config: Config, replay: bool = False, group_id: str | None = None, on_summary=None) -> int:
+def run_service(config: Config, replay: bool = False, group_id: str | None = None, on_summary=None,
+                replay_options: ReplayOptions | None = None) -> int:
     """Run the service until stopped (or, in replay mode, caught up); returns the exit status.
 
-    In replay mode the summary is printed, or handed to ``on_summary`` as a dict.
+    In replay mode the summary is printed, or handed to ``on_summary`` as a dict
+    (see writer/replay_summary.py).
     """
     if not config["broker"]["enabled"]:
         log.warning("[broker] enabled is false: nothing to consume")
         return exit_codes.OK
     metrics_dir = tempfile.mkdtemp(prefix="ccx-writer-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    supervisor = Supervisor(config, metrics_dir, replay=replay, group_id=group_id)
+    supervisor = Supervisor(config, metrics_dir, replay=replay, group_id=group_id, replay_options=replay_options)
     previous = {sig: signal.signal(sig, supervisor.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         status = supervisor.run()
-        if replay and status == exit_codes.OK:
+        if replay and supervisor.replay_target is not None:
+            from writer import replay_summary
+
             seconds = (supervisor.finished or time.monotonic()) - supervisor.started
-            result = summary(supervisor.totals(), seconds)
+            totals = supervisor.totals()
+            result = replay_summary.extend(summary(totals, seconds), totals, replay_options,
+                                           supervisor.replay_target.plan, status)
             result["metrics_address"] = supervisor.metrics_address
+            if replay_options is not None and replay_options.summary_json:
+                replay_summary.write_json(replay_options.summary_json, result)
             if on_summary is None:
-                print("replay finished: " + format_summary(result), flush=True)
+                print(replay_summary.format_line(result), flush=True)
             else:
                 on_summary(result)
         return status

@@ -3,7 +3,9 @@
 What a batch guarantees (``Worker.handle_batch``), in order:
 
 1. every message is parsed: a valid one becomes a row, an invalid one a
-   rejection (counted, logged with topic/partition/offset and reason);
+   rejection (counted, logged with topic/partition/offset and reason); in a
+   replay, messages outside its range or time window are first left out
+   (``replay_worker.ReplayScope.admits``);
 2. the rows are written in one transaction (``storage.BatchWriter``); while a
    transient database error lasts, the same rows are retried with exponential
    backoff and jitter, the partitions are paused and the consumer keeps
@@ -55,7 +57,7 @@ _REJECTED_AFTER_PARSE = {INVALID_TIMESTAMP, FUTURE_TIMESTAMP}
 
 
 class Worker:
-    def __init__(self, config: Config, status: WorkerStatus, group_id: str | None = None) -> None:
+    def __init__(self, config: Config, status: WorkerStatus, group_id: str | None = None, replay=None) -> None:
         self.config = config
         self.status = status
         self.topic = config["broker"]["topic"]
@@ -72,6 +74,9 @@ class Worker:
         self.parent_pid = os.getppid()  # the supervisor; when it is gone, this worker stops
         self.uncommitted: dict[tuple[str, int], int] = {}  # offsets of stored batches whose commit failed
 
+        self.replay = replay  # a replay_worker.ReplayScope in replay mode
+        if replay is not None and replay.plan.private_group:
+            group_id = replay.plan.private_group  # self-assigned: never the live group, even by mistake
         options = consumer_options(config, group_id)
         options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats,
                         "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
@@ -87,6 +92,11 @@ class Worker:
             if config["tracker"]["topic"] else None
         )
         self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"])
+        if replay is not None and replay.plan.dry_run:
+            from writer.dry_run import DryRunWriter
+
+            # A dry run writes nothing anywhere: no rows, no dead letters, no tracker statuses.
+            self.writer, self.dead_letters, self.tracker = DryRunWriter(conninfo(config)), None, None
         retry_limit = config["storage"]["retry_max_seconds"]
         self.write_retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDatabaseError),
@@ -114,9 +124,13 @@ class Worker:
             self.request_stop()
 
     def run(self) -> int:
-        self.consumer.subscribe(
-            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
-        )
+        if self.replay is not None and self.replay.self_assigned:
+            # No group join and nothing in self.assigned: _commit commits nothing.
+            self.status.assigned(self.replay.assign(self.consumer))
+        else:
+            self.consumer.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            )
         status = exit_codes.OK
         try:
             while not self.stopping:
@@ -126,6 +140,8 @@ class Worker:
                 self.status.polled()
                 if messages:
                     self.handle_batch(messages)
+                    if self.replay is not None:
+                        self.replay.batch_finished(self.consumer)
                 elif self.uncommitted:
                     self._commit({}, retry=True)
                 self._stop_if_orphaned()
@@ -181,6 +197,8 @@ class Worker:
                     log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
                     self.metrics.original["consuming_errors"].inc()
                 continue
+            if self.replay is not None and not self.replay.admits(message, next_offsets):
+                continue
             consumed += 1
             offset = message.offset()
             # Within a partition messages come in offset order: the last one's offset wins.
@@ -194,6 +212,8 @@ class Worker:
             else:
                 rejections.append((message, result))
         if not consumed:
+            if next_offsets:  # only messages skipped outside a replay's window: they are done with
+                self._commit(next_offsets)
             return
 
         unique_rows, repeated = unique_by_key(rows)
@@ -326,6 +346,8 @@ class Worker:
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
     def _on_assign(self, consumer, partitions) -> None:
+        if self.replay is not None and self.replay.plan.assign_explicitly:
+            consumer.incremental_assign(self.replay.starting_offsets(partitions))  # the window's start
         self.assigned.update((p.topic, p.partition) for p in partitions)
         self.status.assigned(len(self.assigned))
         self.status.broker_up(True)
@@ -373,7 +395,8 @@ def _describe(partitions) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "none"
 
 
-def worker_main(config: Config, slot: int, status_array, group_id: str | None) -> None:
+def worker_main(config: Config, slot: int, status_array, group_id: str | None, replay_plan=None,
+                workers: int = 1) -> None:
     """Entry point of a worker process (spawned by the supervisor)."""
     from writer import logs
 
@@ -381,7 +404,12 @@ def worker_main(config: Config, slot: int, status_array, group_id: str | None) -
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when workers stop
     status = WorkerStatus(status_array, slot)
     try:
-        worker = Worker(config, status, group_id)
+        replay = None
+        if replay_plan is not None:
+            from writer.replay_worker import ReplayScope
+
+            replay = ReplayScope(replay_plan, slot, workers, config["metrics"]["namespace"])
+        worker = Worker(config, status, group_id, replay)
     except Exception as error:  # noqa: BLE001 - report it as one line; the supervisor decides
         log.error("worker could not start: %s", error)
         sys.exit(exit_codes.CONSUMER_ERROR)

@@ -1,0 +1,182 @@
+"""The replay's pure parts: flags, times, the window, progress figures, summary lines. No Kafka, no database."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+
+import pytest
+
+from writer import exit_codes
+from writer.cli import build_parser
+from writer.progress import ProgressReporter, RateMeter, describe, figures, format_duration
+from writer.replay import starts_from_answers
+from writer.replay_options import (
+    ReplayOptions, ReplayRequestError, Window, options_from_args, parse_partitions, parse_time,
+)
+from writer.replay_summary import extend, format_line, write_json
+
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("6h", NOW - datetime.timedelta(hours=6)),
+    ("2d", NOW - datetime.timedelta(days=2)),
+    ("90m", NOW - datetime.timedelta(minutes=90)),
+    ("1d12h", NOW - datetime.timedelta(hours=36)),
+    ("1w", NOW - datetime.timedelta(days=7)),
+    ("45s", NOW - datetime.timedelta(seconds=45)),
+    ("2026-11-29T04:00:00Z", datetime.datetime(2026, 11, 29, 4, tzinfo=UTC)),
+    ("2026-11-29T05:30:00+01:30", datetime.datetime(2026, 11, 29, 4, tzinfo=UTC)),
+    ("2026-11-29T04:00:00.250Z", datetime.datetime(2026, 11, 29, 4, 0, 0, 250000, tzinfo=UTC)),
+])
+def test_times(text, expected):
+    assert parse_time(text, NOW) == expected
+
+
+@pytest.mark.parametrize("text,message", [
+    ("yesterday", "neither an RFC 3339 time"),
+    ("6", "neither an RFC 3339 time"),
+    ("6y", "neither an RFC 3339 time"),
+    ("-6h", "neither an RFC 3339 time"),
+    ("2026-11-29T04:00:00", "has no time zone"),
+])
+def test_bad_times(text, message):
+    with pytest.raises(ReplayRequestError, match=message):
+        parse_time(text, NOW)
+
+
+def test_partitions():
+    assert parse_partitions("3,0") == (0, 3)
+    assert parse_partitions("1, 1 ,2") == (1, 2)
+    for bad in ("", "a", "0;3", "-1", ","):
+        with pytest.raises(ReplayRequestError, match="expected partition numbers"):
+            parse_partitions(bad)
+
+
+def test_window_is_half_open_and_places_missing_timestamps_outside():
+    window = Window(1000, 2000)
+    assert [window.place(t) for t in (999, 1000, 1999, 2000, 5000)] == [-1, 0, 0, 1, 1]
+    assert window.place(-1) == -1 and window.place(None) == -1
+    assert Window(None, 2000).place(0) == 0 and Window(1000, None).place(10**13) == 0
+    assert Window().place(-1) == 0  # no window: every message is in, timestamp or not
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_options_from_flags():
+    options = options_from_args(_args("--replay", "--since", "6h", "--until", "2026-11-29T11:00:00Z",
+                                      "--partitions", "3,0", "--dry-run", "--progress-interval", "2"), NOW, False)
+    assert options.since == NOW - datetime.timedelta(hours=6)
+    assert options.until == datetime.datetime(2026, 11, 29, 11, tzinfo=UTC)
+    assert options.partitions == (0, 3) and options.dry_run and options.self_assigned
+    assert options.progress == "log" and options.progress_interval == 2.0
+    assert options.window == Window(int((NOW - datetime.timedelta(hours=6)).timestamp() * 1000),
+                                    int(datetime.datetime(2026, 11, 29, 11, tzinfo=UTC).timestamp() * 1000))
+    assert options_from_args(_args("--replay"), NOW, True).progress == "bar"
+    assert options_from_args(_args("--replay", "--progress", "off"), NOW, True).progress == "off"
+    assert options_from_args(_args(), NOW, True) is None
+    assert not options_from_args(_args("--replay"), NOW, False).self_assigned
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--dry-run"], "--dry-run only apply with --replay"),
+    (["--since", "6h", "--partitions", "1"], "--since, --partitions only apply with --replay"),
+    (["--replay", "--since", "1h", "--until", "2h"], "must be before --until"),
+    (["--replay", "--progress-interval", "0"], "--progress-interval must be a positive"),
+    (["--replay", "--summary-json", "/nonexistent-dir/x.json"], "its directory does not exist"),
+])
+def test_flags_that_do_not_fit(argv, message):
+    with pytest.raises(ReplayRequestError, match=message):
+        options_from_args(_args(*argv), NOW, False)
+
+
+def test_bad_flags_are_a_one_line_configuration_error(cli):
+    result = cli("--replay", "--since", "2026-11-29T04:00:00")
+    assert result.returncode == exit_codes.CONFIGURATION_ERROR == 1
+    assert result.stderr.strip().splitlines() == [
+        "ccx-notification-writer: '2026-11-29T04:00:00' has no time zone: add Z or an offset such as +01:00"]
+
+
+def test_figures_from_counter_totals():
+    totals = {"consumed_messages": 600.0, "replay_skipped_outside_window": 150.0, "stored_messages": 500.0,
+              "duplicates_skipped": 40.0, "messages_rejected{reason=invalid_json}": 35.0,
+              "messages_rejected{reason=empty_message}": 25.0}
+    f = figures(totals, 1000, 50.0, 12.0)
+    assert (f.done, f.total, f.rejected, f.stored, f.duplicates, f.skipped) == (750, 1000, 60, 500, 40, 150)
+    assert f.eta_s == 5.0 and f.percent == 75.0
+    assert describe(f) == "750/1,000 messages (75.0%), 50 messages/s, ETA 0:05, rejected 60"
+    assert figures(totals, 1000, 0.0, 1.0).eta_s is None  # no rate yet: no estimate
+    assert figures({"consumed_messages": 1200.0}, 1000, 10.0, 1.0).done == 1000  # re-read messages do not overflow
+    assert figures({}, 0, 0.0, 0.0).percent == 100.0
+
+
+def test_rate_over_the_recent_window():
+    meter = RateMeter(window=10)
+    assert meter.add(0.0, 0) == 0.0
+    assert meter.add(1.0, 100) == 100.0
+    assert meter.add(5.0, 500) == 100.0
+    for second in range(6, 30):
+        rate = meter.add(float(second), 500 + (second - 5) * 10)  # slows down to 10/s
+    assert rate == pytest.approx(10.0)
+
+
+def test_durations():
+    assert [format_duration(s) for s in (None, 0, 59.4, 61, 3599, 3600, 90061)] == [
+        "?", "0:00", "0:59", "1:01", "59:59", "1:00:00", "25:01:01"]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_log_lines_every_interval_with_the_figures(caplog):
+    clock, done = _Clock(), {"n": 0}
+    reporter = ProgressReporter("log", 10.0, 1000, lambda: {"consumed_messages": float(done["n"])}, None, clock)
+    caplog.set_level(logging.INFO, logger="writer.progress")
+    for second in range(0, 26):
+        clock.now = float(second)
+        done["n"] = 40 * second
+        reporter.tick()
+    reporter.close()
+    lines = [r for r in caplog.records if r.name == "writer.progress"]
+    assert [(r.done, r.elapsed_s) for r in lines] == [(400, 10.0), (800, 20.0), (1000, 25.0)]
+    assert lines[0].getMessage() == "replay progress: 400/1,000 messages (40.0%), 40 messages/s, ETA 0:15, rejected 0"
+    assert (lines[0].rate_per_s, lines[0].eta_s, lines[0].percent) == (40.0, 15.0, 40.0)
+    assert lines[-1].eta_s == 0.0
+
+
+def test_summary_for_automation(tmp_path):
+    base = {"messages": 10, "stored": 7, "duplicates": 1, "rejected": 2, "rejected_by_reason": {"invalid_json": 2},
+            "seconds": 2.0, "messages_per_second": 5.0}
+    options = ReplayOptions(since=datetime.datetime(2026, 11, 29, 4, tzinfo=UTC), dry_run=True)
+    result = extend(base, {"replay_skipped_outside_window": 3.0}, options, None, exit_codes.OK)
+    assert result["would_store"] == 7 and result["already_stored"] == 1 and "stored" not in result
+    assert result["complete"] is True and result["skipped_outside_window"] == 3
+    assert format_line(result) == (
+        "dry run finished: messages 10, would store 7, already stored 1, would reject 2 (invalid_json 2), 2.00 s, "
+        "5 messages/s, skipped 3 outside the window; nothing written, no offset committed")
+    stopped = extend(base, {}, ReplayOptions(), None, exit_codes.REPLAY_INCOMPLETE)
+    assert stopped["complete"] is False and stopped["exit_status"] == 8
+    assert format_line(stopped).startswith("replay stopped (exit status 8): messages 10, stored 7, duplicates 1,")
+    path = tmp_path / "summary.json"
+    write_json(str(path), stopped)
+    assert json.loads(path.read_text())["exit_status"] == 8
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_start_offsets_use_only_answers_inside_the_partition():
+    lows, ends = {0: 0, 1: 100, 2: 5, 3: 0}, {0: 50, 1: 200, 2: 9, 3: 0}
+    answers = {0: 20, 1: 40, 2: -1}  # 1: below the earliest offset (wrong), 2: no answer (the mock), 3: missing
+    assert starts_from_answers(answers, lows, ends) == ({0: 20, 1: 100, 2: 5, 3: 0}, [1, 2, 3])
+    assert starts_from_answers({0: 50}, {0: 0}, {0: 50}) == ({0: 50}, [])  # at the end: nothing to replay
+    assert starts_from_answers({0: 51}, {0: 0}, {0: 50}) == ({0: 0}, [0])

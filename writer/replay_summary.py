@@ -1,0 +1,74 @@
+"""The end of a replay: its summary (a line on stdout, optionally a JSON file) and its exit status.
+
+Exit statuses (documented in the README, "Replay"):
+
+- 0: every partition reached its end (end offset seen at start, or --until);
+- 8 (``REPLAY_INCOMPLETE``): stopped by SIGTERM/SIGINT before that;
+- the service's statuses otherwise (1 bad flags or configuration, 2 workers
+  kept dying, 3 dead letters not delivered, 4 Kafka unreachable at start,
+  5 database, 6 metrics address).
+
+The JSON file is written whenever the replay started (also when it failed),
+with ``complete`` and ``exit_status``, so an automation reads one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from writer import exit_codes
+from writer.replay import ReplayPlan
+from writer.replay_options import ReplayOptions
+
+
+def extend(base: dict, totals: dict[str, float], options: ReplayOptions | None, plan: ReplayPlan | None,
+           exit_status: int) -> dict:
+    """The service's summary (``supervisor.summary``) plus what the replay asked for and how it ended."""
+    result = dict(base)
+    result["skipped_outside_window"] = int(totals.get("replay_skipped_outside_window", 0))
+    result["complete"] = exit_status == exit_codes.OK
+    result["exit_status"] = exit_status
+    options = options or ReplayOptions()
+    result["dry_run"] = options.dry_run
+    result["since"] = options.since.isoformat() if options.since else None
+    result["until"] = options.until.isoformat() if options.until else None
+    result["partitions"] = sorted(plan.ends) if plan is not None else None
+    result["planned"] = plan.planned if plan is not None else None
+    if options.dry_run:
+        result["would_store"] = result.pop("stored")
+        result["already_stored"] = result.pop("duplicates")
+    return result
+
+
+def _reasons(result: dict) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(result["rejected_by_reason"].items()))
+    return f" ({reasons})" if reasons else ""
+
+
+def format_line(result: dict) -> str:
+    """One line for stdout; a finished real replay keeps the line the service always printed, window counts added."""
+    from writer.supervisor import format_summary
+
+    if result["dry_run"]:
+        text = (f"messages {result['messages']}, would store {result['would_store']}, "
+                f"already stored {result['already_stored']}, would reject {result['rejected']}{_reasons(result)}, "
+                f"{result['seconds']:.2f} s, {result['messages_per_second']:.0f} messages/s")
+        head = "dry run finished" if result["complete"] else f"dry run stopped (exit status {result['exit_status']})"
+    else:
+        text = format_summary(result)
+        head = "replay finished" if result["complete"] else f"replay stopped (exit status {result['exit_status']})"
+    if result["since"] or result["until"]:
+        text += f", skipped {result['skipped_outside_window']} outside the window"
+    if result["dry_run"]:
+        text += "; nothing written, no offset committed"
+    return f"{head}: {text}"
+
+
+def write_json(path: str, result: dict) -> None:
+    """Written whole or not at all: a reader never sees half a file."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as out:
+        json.dump(result, out, indent=2, sort_keys=True)
+        out.write("\n")
+    os.replace(temporary, path)
