@@ -74,6 +74,10 @@ class Metrics:
             n("workers_alive"), "Worker processes running", multiprocess_mode="livesum", registry=None
         )
         self.worker_restarts = Counter(n("worker_restarts"), "Worker processes restarted after dying", registry=None)
+        self.database_credentials_rejected = Counter(
+            n("database_credentials_rejected"),
+            "Readiness probes whose connection PostgreSQL refused for our credentials (retried)", registry=None,
+        )
 
 
 def collect_multiprocess(directory: str) -> CollectorRegistry:

@@ -102,6 +102,7 @@ class WorkerSlot:
     slot: int
     process: multiprocessing.Process | None = None
     restart_at: float = 0.0
+    started: float = 0.0  # wall-clock start of the current process
     deaths: list[float] = field(default_factory=list)
 
 
@@ -126,6 +127,10 @@ class Supervisor:
         self.started = time.monotonic()
         self.finished: float | None = None
         self.replay_target: ReplayTarget | None = None
+        self.database_probe = None
+        self.loop_beat = time.time()  # the main loop's last turn, for liveness
+        self.processes: tuple = ()
+        self._publish_processes()
 
     # ---- metrics and health ---------------------------------------------
 
@@ -139,24 +144,43 @@ class Supervisor:
 
         return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
 
-    def health(self) -> tuple[bool, dict]:
+    def _views(self) -> tuple[list, float]:
+        """What /health and /ready decide from. Called from the HTTP thread: reads only snapshots the main
+        loop publishes (never a Process object, whose is_alive() would reap a worker behind its back)."""
+        from writer.health import WorkerView
         from writer.status import read_slot
 
-        stale_after = max(10.0, 3 * self.config["processing"]["batch_timeout_ms"] / 1000)
-        now = time.time()
-        workers = []
-        for slot in self.slots:
-            state = read_slot(self.status_array, slot.slot)
-            alive = slot.process is not None and slot.process.is_alive()
-            consuming = alive and state["broker_up"] == 1 and now - state["last_poll"] < stale_after
-            workers.append({
-                "worker": slot.slot, "pid": slot.process.pid if slot.process else None, "alive": alive,
-                "consuming": consuming, "broker_up": state["broker_up"] == 1,
-                "database_ok": state["database_ok"] == 1, "assigned_partitions": int(state["assigned"]),
-                "seconds_since_poll": round(now - state["last_poll"], 1),
-            })
-        ok = all(w["consuming"] for w in workers) and not self.stop_requested.is_set()
-        return ok, {"status": "ok" if ok else "unavailable", "workers": workers}
+        views = []
+        for slot, pid, started in self.processes:
+            state = read_slot(self.status_array, slot)
+            # The slot keeps a dead predecessor's values until the new process writes its own.
+            own = pid is not None and int(state["pid"]) == pid
+            views.append(WorkerView(
+                slot=slot, pid=pid, started=started, last_poll=state["last_poll"] if own else 0.0,
+                broker_up=own and state["broker_up"] == 1, database_ok=not own or state["database_ok"] == 1,
+                assigned=int(state["assigned"]) if own else 0,
+            ))
+        return views, max(10.0, 3 * self.config["processing"]["batch_timeout_ms"] / 1000)
+
+    def health(self) -> tuple[bool, dict]:
+        from writer.health import liveness
+
+        views, stale_after = self._views()
+        return liveness(views, self.loop_beat, self.stop_requested.is_set(), time.time(), stale_after)
+
+    def ready(self) -> tuple[bool, dict]:
+        from writer.database_probe import UNKNOWN
+        from writer.health import DatabaseView, readiness
+
+        views, stale_after = self._views()
+        database = self.database_probe.view() if self.database_probe else DatabaseView(UNKNOWN, "", 0.0)
+        return readiness(views, database, self.loop_beat, self.stop_requested.is_set(), time.time(), stale_after)
+
+    def _publish_processes(self) -> None:
+        # One tuple, replaced whole: the HTTP thread reads it once per request.
+        self.processes = tuple(
+            (s.slot, s.process.pid if s.process is not None else None, s.started) for s in self.slots
+        )
 
     # ---- processes --------------------------------------------------------
 
@@ -169,6 +193,8 @@ class Supervisor:
         )
         process.start()
         slot.process = process
+        slot.started = time.time()
+        self._publish_processes()
         log.info("worker %d started", slot.slot, extra={"worker_pid": process.pid})
 
     def _reap(self) -> bool:
@@ -188,6 +214,7 @@ class Supervisor:
             code = process.exitcode
             multiprocess.mark_process_dead(process.pid, self.metrics_dir)
             slot.process = None
+            self._publish_processes()
             slot.deaths = [t for t in slot.deaths if now - t < policy["restart_window_s"]] + [now]
             log.error("worker %d (pid %d) died with status %s", slot.slot, process.pid, code)
             if len(slot.deaths) > policy["max_restarts"]:
@@ -207,7 +234,7 @@ class Supervisor:
 
         running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for process in running:
-            os.kill(process.pid, signal.SIGTERM)
+            process.terminate()  # SIGTERM; a worker that just exited is no error
         policy = self.config["processing"]
         deadline = time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000 + 5
         for process in running:
@@ -219,6 +246,7 @@ class Supervisor:
             multiprocess.mark_process_dead(process.pid, self.metrics_dir)
         for slot in self.slots:
             slot.process = None
+        self._publish_processes()
 
     # ---- main loop ----------------------------------------------------------
 
@@ -230,7 +258,7 @@ class Supervisor:
 
         host, port = parse_listen_address(self.config["metrics"]["address"])
         try:
-            self.http = http_server.start(host, port, self.render_metrics, self.health)
+            self.http = http_server.start(host, port, self.render_metrics, self.health, self.ready)
         except OSError as error:
             log.error("cannot serve metrics on %s: %s", self.config["metrics"]["address"], error.strerror)
             return exit_codes.HTTP_SERVER_ERROR
@@ -250,8 +278,11 @@ class Supervisor:
             log.info("replay: %d messages in %d partitions up to the end offsets seen at start",
                      self.replay_target.total, len(self.replay_target.ends))
         log.info("starting %d workers; metrics on %s", self.count, self.metrics_address)
+        self.database_probe = self._new_database_probe()
+        self.database_probe.start()
         try:
             while not self.stop_requested.is_set():
+                self.loop_beat = time.time()
                 if not self._reap():
                     break
                 if self.replay_target is not None and self.replay_target.reached():
@@ -260,6 +291,7 @@ class Supervisor:
                     break
                 self.stop_requested.wait(0.2)
         finally:
+            self.database_probe.stop()
             self._stop_workers()
             if self.replay_target is not None:
                 self.replay_target.close()
@@ -267,6 +299,13 @@ class Supervisor:
         log.info("supervisor stopped", extra={"exit_status": self.exit_status,
                                               "peak_rss_kib": peak_rss_kib()})
         return self.exit_status
+
+    def _new_database_probe(self):
+        from writer import database
+        from writer.database_probe import DatabaseProbe
+
+        return DatabaseProbe(database.conninfo(self.config), database.describe(self.config),
+                             self.metrics.database_credentials_rejected.inc)
 
     def _close_http(self) -> None:
         if self.http is not None:
