@@ -342,7 +342,8 @@ class Worker:
         log.info("partitions revoked: %s", _describe(partitions))
 
     def _on_kafka_error(self, error: KafkaError) -> None:
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+        # One broker's transport error is no outage while others answer: librdkafka says when all are down.
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.status.broker_up(False)
         log.warning("Kafka: %s", error.str(), extra={"code": error.name()})
 
