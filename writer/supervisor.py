@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from writer import exit_codes
+from writer import exit_codes, restart_policy
 from writer.config import Config, parse_listen_address
 from writer.status import peak_rss_kib
 
@@ -215,14 +215,14 @@ class Supervisor:
             multiprocess.mark_process_dead(process.pid, self.metrics_dir)
             slot.process = None
             self._publish_processes()
-            slot.deaths = [t for t in slot.deaths if now - t < policy["restart_window_s"]] + [now]
+            slot.deaths, delay = restart_policy.after_death(slot.deaths, now, policy["restart_window_s"],
+                                                            policy["max_restarts"])
             log.error("worker %d (pid %d) died with status %s", slot.slot, process.pid, code)
-            if len(slot.deaths) > policy["max_restarts"]:
+            if delay is None:
                 log.error("worker %d died %d times within %d s: stopping", slot.slot, len(slot.deaths),
                           policy["restart_window_s"])
-                self.exit_status = code if code and code > 0 else exit_codes.CONSUMER_ERROR
+                self.exit_status = restart_policy.service_exit_status(code)
                 return False
-            delay = min(30.0, 0.5 * 2 ** (len(slot.deaths) - 1))
             slot.restart_at = now + delay
             self.metrics.worker_restarts.inc()
             log.warning("restarting worker %d in %.1f s", slot.slot, delay)

@@ -174,6 +174,8 @@ class Worker:
         for message in messages:
             error = message.error()
             if error is not None:
+                if error.fatal():  # the consumer cannot go on: stop (exit 2) with nothing of this batch committed
+                    raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
                     self.metrics.original["consuming_errors"].inc()
@@ -270,9 +272,9 @@ class Worker:
         except KafkaException as error:
             # The rows are stored; whoever consumes these messages again skips them as duplicates.
             self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+            self.metrics.commit_failures.inc()  # every refusal, the idle retries' too
             if not retry:
                 log.warning("offset commit failed (%s); retrying with the next batch or poll", error.args[0].str())
-                self.metrics.commit_failures.inc()
             return
         self.metrics.last_commit.set(time.time())
 
@@ -315,9 +317,8 @@ class Worker:
             if row.request_id is not None and id(row) not in refused:
                 self.tracker.send(row.request_id, (RECEIVED, PROCESSED, SUCCESS))
         for _, rejection in rejections:
-            if rejection.request_id is not None:
-                statuses = (RECEIVED, PROCESSED, ERROR) if rejection.reason == REFUSED_BY_DATABASE else (RECEIVED, ERROR)
-                self.tracker.send(rejection.request_id, statuses)
+            if rejection.request_id is not None:  # SPEC 7: received, processed, then success or error
+                self.tracker.send(rejection.request_id, (RECEIVED, PROCESSED, ERROR))
         self.tracker.flush()
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
