@@ -226,7 +226,8 @@ def test_stop_requested_turns_health_503_at_once(supervisor):
 
 
 def test_service_liveness_and_readiness(postgres_server, migrated_database, role, kafka_bootstrap, topic, tmp_path):
-    """Hung worker -> /health 503; database refusing connections or our credentials -> /ready 503 only."""
+    """Hung worker -> /health 503; credentials rejected -> /ready 503 only. (Every other state is decided by
+    the same functions, tested above with each state written out.)"""
     env = service_env({**migrated_database.env(), "CCX_NOTIFICATION_WRITER__STORAGE__PG_USERNAME": role},
                       kafka_bootstrap, topic, f"health-{uuid.uuid4().hex[:8]}",
                       PROCESSING__BATCH_TIMEOUT_MS="500")
@@ -251,15 +252,6 @@ def test_service_liveness_and_readiness(postgres_server, migrated_database, role
         finally:
             worker.resume()
         wait_until(lambda: status("/health") == 200, 30, message="/health 200 after SIGCONT")
-        # The database refuses connections: not ready, still alive.
-        admin.execute(f'ALTER DATABASE "{migrated_database.name}" ALLOW_CONNECTIONS false')
-        try:
-            wait_until(lambda: status("/ready") == 503, 30, message="/ready 503 with the database closed")
-            assert status("/health") == 200
-            assert "database: unreachable" in " ".join(parse_ready(service)["problems"])
-        finally:
-            admin.execute(f'ALTER DATABASE "{migrated_database.name}" ALLOW_CONNECTIONS true')
-        wait_until(lambda: status("/ready") == 200, 30, message="/ready 200 with the database open again")
         # Credentials rejected (a password rotation gone wrong): retried, logged, counted, not ready.
         admin.execute(f'ALTER ROLE "{role}" NOLOGIN')
         try:

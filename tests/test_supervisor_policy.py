@@ -49,6 +49,23 @@ def _time(record: dict) -> datetime.datetime:
     return datetime.datetime.fromisoformat(record["time"])
 
 
+def test_service_stops_with_2_when_its_worker_is_killed_by_a_signal(migrated_database, kafka_bootstrap, topic,
+                                                                     tmp_path):
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, f"policy-{uuid.uuid4().hex[:8]}",
+                      PROCESSING__WORKERS="1", PROCESSING__MAX_RESTARTS="0")
+    service = Service(env, workdir=tmp_path)
+    try:
+        service.wait_http()
+        service.wait_workers(1, timeout=60)[0].send_signal(signal.SIGKILL)
+        status = service.wait(60)
+    finally:
+        service.close()
+    assert status == 2, service.stderr()[-2000:]
+    assert [r["message"] for r in service.log_records() if r["level"] == "error"][-1] == \
+        "worker 0 died 1 times within 60 s: stopping"
+
+
+@pytest.mark.slow
 def test_service_restarts_with_backoff_forgets_old_deaths_and_stops_with_2_after_sigkills(
         migrated_database, kafka_bootstrap, topic, tmp_path):
     env = service_env(migrated_database.env(), kafka_bootstrap, topic, f"policy-{uuid.uuid4().hex[:8]}",
