@@ -20,9 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -130,6 +128,7 @@ class Supervisor:
         self.database_probe = None
         self.loop_beat = time.time()  # the main loop's last turn, for liveness
         self.processes: tuple = ()
+        self._metrics_files = threading.Lock()
         self._publish_processes()
 
     # ---- metrics and health ---------------------------------------------
@@ -137,12 +136,20 @@ class Supervisor:
     def render_metrics(self) -> bytes:
         from writer.metrics import collect_multiprocess, render
 
-        return render(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+        with self._metrics_files:
+            return render(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
 
     def totals(self) -> dict[str, float]:
         from writer.metrics import collect_multiprocess, totals
 
-        return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+        with self._metrics_files:
+            return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+
+    def _forget_process_metrics(self, pid: int) -> None:
+        from writer.metrics import archive_dead_process
+
+        with self._metrics_files:  # a scrape must see the files before or after, never half-moved
+            archive_dead_process(self.metrics_dir, pid)
 
     def _views(self) -> tuple[list, float]:
         """What /health and /ready decide from. Called from the HTTP thread: reads only snapshots the main
@@ -199,8 +206,6 @@ class Supervisor:
 
     def _reap(self) -> bool:
         """Handle dead workers; False when they keep dying and the service must stop."""
-        from prometheus_client import multiprocess
-
         now = time.monotonic()
         policy = self.config["processing"]
         for slot in self.slots:
@@ -212,7 +217,7 @@ class Supervisor:
             if process.is_alive():
                 continue
             code = process.exitcode
-            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
+            self._forget_process_metrics(process.pid)
             slot.process = None
             self._publish_processes()
             slot.deaths, delay = restart_policy.after_death(slot.deaths, now, policy["restart_window_s"],
@@ -230,8 +235,6 @@ class Supervisor:
         return True
 
     def _stop_workers(self) -> None:
-        from prometheus_client import multiprocess
-
         running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for process in running:
             process.terminate()  # SIGTERM; a worker that just exited is no error
@@ -243,7 +246,7 @@ class Supervisor:
                 log.error("worker pid %d did not stop in time; killing it (its batch will be consumed again)", process.pid)
                 process.kill()
                 process.join(5)
-            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
+            self._forget_process_metrics(process.pid)
         for slot in self.slots:
             slot.process = None
         self._publish_processes()
@@ -344,9 +347,11 @@ def run_service(config: Config, replay: bool = False, group_id: str | None = Non
     if not config["broker"]["enabled"]:
         log.warning("[broker] enabled is false: nothing to consume")
         return exit_codes.OK
-    metrics_dir = tempfile.mkdtemp(prefix="ccx-writer-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    supervisor = Supervisor(config, metrics_dir, replay=replay, group_id=group_id)
+    from writer.metrics_dir import MetricsDirectory
+
+    metrics_dir = MetricsDirectory()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.path
+    supervisor = Supervisor(config, metrics_dir.path, replay=replay, group_id=group_id)
     previous = {sig: signal.signal(sig, supervisor.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         status = supervisor.run()
@@ -362,4 +367,4 @@ def run_service(config: Config, replay: bool = False, group_id: str | None = Non
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.remove()
