@@ -62,6 +62,13 @@ def test_a_worker_just_started_counts_its_start_as_a_poll():
     assert decide([worker(0, started=NOW - 11, last_poll=0.0)])[:2] == (False, False)
 
 
+def test_waiting_for_the_broker_in_a_commit_is_live_but_not_ready():
+    waiting = worker(0, last_poll=NOW - 50, kafka_wait_since=NOW - 50)
+    assert decide([waiting]) == (True, False, ["worker 0: waiting for Kafka for 50.0 s"])
+    stuck = worker(0, last_poll=NOW - 121, kafka_wait_since=NOW - 121)
+    assert decide([stuck])[:2] == (False, False)
+
+
 def test_dead_worker_fails_both():
     assert decide([worker(0), worker(1, pid=None)]) == (False, False, ["worker 1: not running"])
 

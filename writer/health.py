@@ -2,7 +2,8 @@
 
 Liveness answers "should this pod be restarted?": every process is alive and
 its loop turns. A worker that is dead, or has not polled Kafka for
-``stale_after`` seconds (hung in a write, SIGSTOPped, deadlocked), or a
+``stale_after`` seconds (hung in a write, SIGSTOPped, deadlocked; a commit or
+flush waiting for the broker counts as alive for ``KAFKA_WAIT_LIMIT_S``), or a
 supervisor whose own loop stopped turning, fails it; so does a stop in
 progress. An unreachable broker or database does NOT fail liveness: a
 restart cannot fix them.
@@ -28,6 +29,12 @@ class WorkerView:
     broker_up: bool
     database_ok: bool
     assigned: int
+    kafka_wait_since: float = 0.0  # >0: blocked since then in a call only the broker can end
+
+
+# A worker blocked in a commit or flush waits for the broker, within librdkafka's request timeouts (60 s):
+# alive, though not ready. Longer than this, it counts as hung.
+KAFKA_WAIT_LIMIT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,10 @@ def _seconds_since_poll(worker: WorkerView, now: float) -> float:
     return now - max(worker.last_poll, worker.started)
 
 
+def _waiting_for_kafka(worker: WorkerView, now: float) -> bool:
+    return worker.kafka_wait_since > 0 and now - worker.kafka_wait_since <= KAFKA_WAIT_LIMIT_S
+
+
 def liveness(workers: list[WorkerView], loop_beat: float, stop_requested: bool, now: float,
              stale_after: float) -> tuple[bool, dict]:
     problems = []
@@ -52,7 +63,7 @@ def liveness(workers: list[WorkerView], loop_beat: float, stop_requested: bool, 
     for worker in workers:
         if worker.pid is None:
             problems.append(f"worker {worker.slot}: not running")
-        elif (idle := _seconds_since_poll(worker, now)) > stale_after:
+        elif (idle := _seconds_since_poll(worker, now)) > stale_after and not _waiting_for_kafka(worker, now):
             problems.append(f"worker {worker.slot}: no poll for {idle:.1f} s")
     return not problems, {
         "status": "ok" if not problems else "unavailable",
@@ -70,6 +81,8 @@ def readiness(workers: list[WorkerView], database: DatabaseView, loop_beat: floa
             continue
         if not worker.broker_up:
             problems.append(f"worker {worker.slot}: no Kafka broker reachable")
+        if _waiting_for_kafka(worker, now):
+            problems.append(f"worker {worker.slot}: waiting for Kafka for {now - worker.kafka_wait_since:.1f} s")
         if not worker.database_ok:
             problems.append(f"worker {worker.slot}: database writes failing, retrying")
     if database.state != "ok":

@@ -166,6 +166,7 @@ class Supervisor:
                 slot=slot, pid=pid, started=started, last_poll=state["last_poll"] if own else 0.0,
                 broker_up=own and state["broker_up"] == 1, database_ok=not own or state["database_ok"] == 1,
                 assigned=int(state["assigned"]) if own else 0,
+                kafka_wait_since=state["kafka_wait_since"] if own else 0.0,
             ))
         return views, max(10.0, 3 * self.config["processing"]["batch_timeout_ms"] / 1000)
 

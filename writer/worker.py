@@ -211,7 +211,8 @@ class Worker:
         if self.dead_letters is not None and rejections:
             for message, rejection in rejections:
                 self.dead_letters.send(message, rejection)
-            self.metrics.dead_letters.inc(self.dead_letters.flush())
+            with self.status.waiting_for_kafka():
+                self.metrics.dead_letters.inc(self.dead_letters.flush())
 
         self._commit(next_offsets)
         self._count(consumed, rows, written, repeated, rejections)
@@ -268,7 +269,8 @@ class Worker:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            with self.status.waiting_for_kafka():
+                self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
             # The rows are stored; whoever consumes these messages again skips them as duplicates.
             self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
@@ -319,7 +321,8 @@ class Worker:
         for _, rejection in rejections:
             if rejection.request_id is not None:  # SPEC 7: received, processed, then success or error
                 self.tracker.send(rejection.request_id, (RECEIVED, PROCESSED, ERROR))
-        self.tracker.flush()
+        with self.status.waiting_for_kafka():
+            self.tracker.flush()
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
