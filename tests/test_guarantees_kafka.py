@@ -15,6 +15,7 @@ import datetime
 import json
 import multiprocessing
 import re
+import threading
 import uuid
 
 import orjson
@@ -294,4 +295,6 @@ def test_a_fatal_consumer_error_stops_the_worker_with_2(worker, kafka, topic):
     fatal = KafkaError(KafkaError._FATAL, "fenced", fatal=True)
     # As if polled during a database retry (carry-over): the next turn of the loop handles it.
     worker.carry_over = [Message(topic=topic, partition=0, offset=-1, error=fatal)]
+    # Were the error ignored, the worker would run on: stop it after a while so the test fails, not hangs.
+    threading.Timer(30, worker.request_stop).start()
     assert worker.run() == 2
