@@ -109,3 +109,16 @@ def test_connections_beyond_the_bound_are_closed_at_once(server, monkeypatch):
             client.close()
     time.sleep(0.3)
     assert get(server, "/health")[0] == 200
+
+
+def test_a_failing_check_answers_500_and_the_server_goes_on():
+    def broken():
+        raise RuntimeError("broken check")
+
+    served = http_server.start("127.0.0.1", 0, lambda: b"m\n", broken, broken)
+    try:
+        assert get(served, "/health")[0] == 500
+        assert get(served, "/metrics") == (200, b"m\n")
+    finally:
+        served.shutdown()
+        served.server_close()

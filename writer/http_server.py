@@ -58,7 +58,11 @@ class HttpServer:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
             except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 return
-            status, content_type, body = self._respond(head)
+            try:
+                status, content_type, body = self._respond(head)
+            except Exception:  # noqa: BLE001 - one failed answer must not take the server down
+                log.exception("http: answering %r failed", head[:100])
+                status, content_type, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", b"internal error\n"
             writer.write(
                 f"HTTP/1.0 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
