@@ -119,7 +119,15 @@ def role(postgres_server, migrated_database):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (name,))
         with migrated_database.connect() as db:
             db.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{name}"')
-        connection.execute(f'DROP ROLE IF EXISTS "{name}"')
+        # A terminated backend drops its temporary tables (owned by the role) a moment later.
+        for attempt in range(50):
+            try:
+                connection.execute(f'DROP ROLE IF EXISTS "{name}"')
+                break
+            except psycopg.errors.DependentObjectsStillExist:
+                if attempt == 49:
+                    raise
+                time.sleep(0.2)
 
 
 def test_connection_errors_are_classified(postgres_server, migrated_database, role):
