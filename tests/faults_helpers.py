@@ -335,6 +335,10 @@ class Service:
         status, body = self.request("/health")
         return status, json.loads(body)
 
+    def ready(self) -> tuple[int, dict]:
+        status, body = self.request("/ready")
+        return status, json.loads(body)
+
     def wait_http(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while True:

@@ -174,18 +174,32 @@ def test_invalid_pg_params_through_the_command_line(cli, database):
     assert "Traceback" not in result.stderr
 
 
-def test_sslmode_disable_connects_and_require_is_really_applied(cli, database):
-    """The local server has no TLS: sslmode=disable works, sslmode=require must fail (so it reached libpq)."""
+def test_sslmode_reaches_libpq_whatever_the_servers_tls_state(cli, database, load):
+    """pg_params' sslmode is applied: the session's TLS state (pg_stat_ssl) follows it. On a server without TLS
+    sslmode=require must fail with one line; on one with TLS (Debian's default) it must give a TLS session."""
+    from writer import database as database_module
+
     with database.connect() as connection:
-        ssl = connection.execute("SHOW ssl").fetchone()[0]
+        server_tls = connection.execute("SHOW ssl").fetchone()[0] == "on"
+
+    def session_uses_tls(pg_params: str) -> bool:
+        config = load(STORAGE__PG_PARAMS=pg_params, STORAGE__PG_HOST=database.server.host,
+                      STORAGE__PG_PORT=str(database.server.port), STORAGE__PG_USERNAME=database.server.user,
+                      STORAGE__PG_DB_NAME=database.name)
+        with database_module.connect(config, autocommit=True) as connection:
+            return connection.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0]
+
+    assert session_uses_tls("sslmode=disable") is False
     ok = cli("--db-init", env=database.env() | {PREFIX + "STORAGE__PG_PARAMS": "sslmode=disable"})
     assert ok.returncode == 0, ok.stderr
-    if ssl == "on":
-        pytest.skip("the test server offers TLS; sslmode=require would succeed")
-    refused = cli("--db-init", env=database.env() | {PREFIX + "STORAGE__PG_PARAMS": "sslmode=require"})
-    assert refused.returncode == 5, refused
-    assert len(refused.stderr.strip().splitlines()) == 1
-    assert "SSL" in refused.stderr or "ssl" in refused.stderr
+    required = cli("--migration-info", env=database.env() | {PREFIX + "STORAGE__PG_PARAMS": "sslmode=require"})
+    if server_tls:
+        assert session_uses_tls("sslmode=require") is True
+        assert required.returncode == 0, required.stderr
+    else:
+        assert required.returncode == 5, required
+        assert len(required.stderr.strip().splitlines()) == 1
+        assert "SSL" in required.stderr or "ssl" in required.stderr
 
 
 # --- --check-kafka ----------------------------------------------------------------------------------
@@ -200,11 +214,23 @@ def test_check_kafka_without_a_broker_exits_4(cli):
     assert "Traceback" not in result.stderr
 
 
-def test_check_kafka_against_the_broker_exits_0(cli, kafka_bootstrap):
-    result = cli("--check-kafka", env={PREFIX + "BROKER__ADDRESSES": kafka_bootstrap})
+def test_check_kafka_against_the_broker_exits_0_and_says_what_it_found(cli, kafka_bootstrap, topic):
+    import re
+
+    from writer.kafka_mock import produce
+
+    env = {PREFIX + "BROKER__ADDRESSES": kafka_bootstrap, PREFIX + "BROKER__TOPIC": topic}
+    brokers = ", ".join(re.escape(address) + r"/\d+" for address in kafka_bootstrap.split(","))
+    result = cli("--check-kafka", env=env)
     assert result.returncode == 0, result
     assert "Traceback" not in result.stderr
-    assert result.stdout.strip()
+    assert re.fullmatch(f"Kafka answered: brokers {brokers}; topic {re.escape(topic)} not present yet\n",
+                        result.stdout), result.stdout
+    produce(kafka_bootstrap, topic, [b"{}"])
+    result = cli("--check-kafka", env=env)
+    assert result.returncode == 0, result
+    assert re.fullmatch(f"Kafka answered: brokers {brokers}; topic {re.escape(topic)} present\n",
+                        result.stdout), result.stdout
 
 
 # --- the original's broker switches -----------------------------------------------------------------

@@ -42,9 +42,10 @@ class DeadLetters:
         self._pending = 0
         self._failures: list[str] = []
 
-    def _delivered(self, error, message) -> None:
+    def _delivered(self, error, message, headers) -> None:
+        # ``headers`` as sent: a delivery report carries none (message.headers() is None there).
         if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE and message.value() is not None:
-            self._produce(None, message.key(), _value_dropped(message.headers(), len(message.value())))
+            self._produce(None, message.key(), _value_dropped(headers, len(message.value())))
             return  # still pending: the slim copy is on its way
         self._pending -= 1
         if error is not None:
@@ -58,7 +59,8 @@ class DeadLetters:
     def _produce(self, value, key, headers) -> None:
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers, on_delivery=self._delivered)
+                self._producer.produce(self.topic, value=value, key=key, headers=headers,
+                                       on_delivery=lambda error, message, sent=headers: self._delivered(error, message, sent))
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)

@@ -74,6 +74,10 @@ class Metrics:
             n("workers_alive"), "Worker processes running", multiprocess_mode="livesum", registry=None
         )
         self.worker_restarts = Counter(n("worker_restarts"), "Worker processes restarted after dying", registry=None)
+        self.database_credentials_rejected = Counter(
+            n("database_credentials_rejected"),
+            "Readiness probes whose connection PostgreSQL refused for our credentials (retried)", registry=None,
+        )
 
 
 def collect_multiprocess(directory: str) -> CollectorRegistry:
@@ -122,3 +126,37 @@ def totals(registry: CollectorRegistry, namespace: str) -> dict[str, float]:
                 name += "{" + ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())) + "}"
             result[name] = result.get(name, 0.0) + sample.value
     return result
+
+
+def archive_dead_process(directory: str, pid: int) -> None:
+    """Fold a dead process's metric files into one archive file per kind, then delete them.
+
+    prometheus-client keeps one file per process and kind for ever, so every
+    restart would add files that each scrape reads. Counters and histograms
+    are summed into ``counter_archive.db`` / ``histogram_archive.db`` (totals
+    never go backwards); ``max`` gauges keep their maximum; other gauges of a
+    dead process (its consumer lag, its liveness) are dropped: they describe
+    a process that no longer exists. The caller keeps scrapes out meanwhile.
+    """
+    import glob
+    import os
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    for path in glob.glob(os.path.join(directory, f"*_{pid}.db")):
+        kind = os.path.basename(path)[: -len(f"_{pid}.db")]  # counter, histogram, gauge_max, gauge_livesum...
+        if kind in ("counter", "histogram", "summary", "gauge_max", "gauge_min"):
+            archive = MmapedDict(os.path.join(directory, f"{kind}_archive.db"))
+            try:
+                kept = {key: value for key, value, _ in archive.read_all_values()}
+                for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(path):
+                    if key in kept and kind == "gauge_max":
+                        value = max(kept[key], value)
+                    elif key in kept and kind == "gauge_min":
+                        value = min(kept[key], value)
+                    elif key in kept:
+                        value += kept[key]
+                    archive.write_value(key, value, timestamp)
+            finally:
+                archive.close()
+        os.remove(path)

@@ -6,11 +6,12 @@ the health endpoint. Single double writes are atomic enough for that.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
-FIELDS = ("pid", "last_poll", "broker_up", "assigned", "database_ok")
+FIELDS = ("pid", "last_poll", "broker_up", "assigned", "database_ok", "kafka_wait_since")
 WIDTH = len(FIELDS)
-PID, LAST_POLL, BROKER_UP, ASSIGNED, DATABASE_OK = range(WIDTH)
+PID, LAST_POLL, BROKER_UP, ASSIGNED, DATABASE_OK, KAFKA_WAIT_SINCE = range(WIDTH)
 
 
 def new_status_array(context, slots: int):
@@ -28,6 +29,7 @@ class WorkerStatus:
         self._set(BROKER_UP, 0)
         self._set(ASSIGNED, 0)
         self._set(DATABASE_OK, 1)
+        self._set(KAFKA_WAIT_SINCE, 0)
 
     def _set(self, field: int, value: float) -> None:
         self._array[self._base + field] = value
@@ -43,6 +45,16 @@ class WorkerStatus:
 
     def database_ok(self, ok: bool) -> None:
         self._set(DATABASE_OK, 1 if ok else 0)
+
+    @contextlib.contextmanager
+    def waiting_for_kafka(self):
+        """Around a blocking call that only the broker can end (a synchronous commit, a flush): the worker is
+        not polling, but not hung either; librdkafka's request timeouts bound the wait."""
+        self._set(KAFKA_WAIT_SINCE, time.time())
+        try:
+            yield
+        finally:
+            self._set(KAFKA_WAIT_SINCE, 0)
 
     def stopped(self) -> None:
         self._set(BROKER_UP, 0)

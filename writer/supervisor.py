@@ -21,14 +21,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 
-from writer import exit_codes
+from writer import exit_codes, restart_policy
 from writer.config import Config, parse_listen_address
 from writer.replay import ReplayTarget
 from writer.replay_options import ReplayOptions, ReplayRequestError
@@ -63,6 +61,7 @@ class WorkerSlot:
     slot: int
     process: multiprocessing.Process | None = None
     restart_at: float = 0.0
+    started: float = 0.0  # wall-clock start of the current process
     deaths: list[float] = field(default_factory=list)
 
 
@@ -90,37 +89,70 @@ class Supervisor:
         self.replay_target: ReplayTarget | None = None
         self.replay_options = replay_options or ReplayOptions()
         self.progress = None
+        self.database_probe = None
+        self.loop_beat = time.time()  # the main loop's last turn, for liveness
+        self.processes: tuple = ()
+        self._metrics_files = threading.Lock()
+        self._publish_processes()
 
     # ---- metrics and health ---------------------------------------------
 
     def render_metrics(self) -> bytes:
         from writer.metrics import collect_multiprocess, render
 
-        return render(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+        with self._metrics_files:
+            return render(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
 
     def totals(self) -> dict[str, float]:
         from writer.metrics import collect_multiprocess, totals
 
-        return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+        with self._metrics_files:
+            return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
 
-    def health(self) -> tuple[bool, dict]:
+    def _forget_process_metrics(self, pid: int) -> None:
+        from writer.metrics import archive_dead_process
+
+        with self._metrics_files:  # a scrape must see the files before or after, never half-moved
+            archive_dead_process(self.metrics_dir, pid)
+
+    def _views(self) -> tuple[list, float]:
+        """What /health and /ready decide from. Called from the HTTP thread: reads only snapshots the main
+        loop publishes (never a Process object, whose is_alive() would reap a worker behind its back)."""
+        from writer.health import WorkerView
         from writer.status import read_slot
 
-        stale_after = max(10.0, 3 * self.config["processing"]["batch_timeout_ms"] / 1000)
-        now = time.time()
-        workers = []
-        for slot in self.slots:
-            state = read_slot(self.status_array, slot.slot)
-            alive = slot.process is not None and slot.process.is_alive()
-            consuming = alive and state["broker_up"] == 1 and now - state["last_poll"] < stale_after
-            workers.append({
-                "worker": slot.slot, "pid": slot.process.pid if slot.process else None, "alive": alive,
-                "consuming": consuming, "broker_up": state["broker_up"] == 1,
-                "database_ok": state["database_ok"] == 1, "assigned_partitions": int(state["assigned"]),
-                "seconds_since_poll": round(now - state["last_poll"], 1),
-            })
-        ok = all(w["consuming"] for w in workers) and not self.stop_requested.is_set()
-        return ok, {"status": "ok" if ok else "unavailable", "workers": workers}
+        views = []
+        for slot, pid, started in self.processes:
+            state = read_slot(self.status_array, slot)
+            # The slot keeps a dead predecessor's values until the new process writes its own.
+            own = pid is not None and int(state["pid"]) == pid
+            views.append(WorkerView(
+                slot=slot, pid=pid, started=started, last_poll=state["last_poll"] if own else 0.0,
+                broker_up=own and state["broker_up"] == 1, database_ok=not own or state["database_ok"] == 1,
+                assigned=int(state["assigned"]) if own else 0,
+                kafka_wait_since=state["kafka_wait_since"] if own else 0.0,
+            ))
+        return views, max(10.0, 3 * self.config["processing"]["batch_timeout_ms"] / 1000)
+
+    def health(self) -> tuple[bool, dict]:
+        from writer.health import liveness
+
+        views, stale_after = self._views()
+        return liveness(views, self.loop_beat, self.stop_requested.is_set(), time.time(), stale_after)
+
+    def ready(self) -> tuple[bool, dict]:
+        from writer.database_probe import UNKNOWN
+        from writer.health import DatabaseView, readiness
+
+        views, stale_after = self._views()
+        database = self.database_probe.view() if self.database_probe else DatabaseView(UNKNOWN, "", 0.0)
+        return readiness(views, database, self.loop_beat, self.stop_requested.is_set(), time.time(), stale_after)
+
+    def _publish_processes(self) -> None:
+        # One tuple, replaced whole: the HTTP thread reads it once per request.
+        self.processes = tuple(
+            (s.slot, s.process.pid if s.process is not None else None, s.started) for s in self.slots
+        )
 
     # ---- processes --------------------------------------------------------
 
@@ -134,12 +166,12 @@ class Supervisor:
         )
         process.start()
         slot.process = process
+        slot.started = time.time()
+        self._publish_processes()
         log.info("worker %d started", slot.slot, extra={"worker_pid": process.pid})
 
     def _reap(self) -> bool:
         """Handle dead workers; False when they keep dying and the service must stop."""
-        from prometheus_client import multiprocess
-
         now = time.monotonic()
         policy = self.config["processing"]
         for slot in self.slots:
@@ -151,16 +183,17 @@ class Supervisor:
             if process.is_alive():
                 continue
             code = process.exitcode
-            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
+            self._forget_process_metrics(process.pid)
             slot.process = None
-            slot.deaths = [t for t in slot.deaths if now - t < policy["restart_window_s"]] + [now]
+            self._publish_processes()
+            slot.deaths, delay = restart_policy.after_death(slot.deaths, now, policy["restart_window_s"],
+                                                            policy["max_restarts"])
             log.error("worker %d (pid %d) died with status %s", slot.slot, process.pid, code)
-            if len(slot.deaths) > policy["max_restarts"]:
+            if delay is None:
                 log.error("worker %d died %d times within %d s: stopping", slot.slot, len(slot.deaths),
                           policy["restart_window_s"])
-                self.exit_status = code if code and code > 0 else exit_codes.CONSUMER_ERROR
+                self.exit_status = restart_policy.service_exit_status(code)
                 return False
-            delay = min(30.0, 0.5 * 2 ** (len(slot.deaths) - 1))
             slot.restart_at = now + delay
             self.metrics.worker_restarts.inc()
             log.warning("restarting worker %d in %.1f s", slot.slot, delay)
@@ -168,11 +201,9 @@ class Supervisor:
         return True
 
     def _stop_workers(self) -> None:
-        from prometheus_client import multiprocess
-
         running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for process in running:
-            os.kill(process.pid, signal.SIGTERM)
+            process.terminate()  # SIGTERM; a worker that just exited is no error
         policy = self.config["processing"]
         deadline = time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000 + 5
         for process in running:
@@ -181,9 +212,10 @@ class Supervisor:
                 log.error("worker pid %d did not stop in time; killing it (its batch will be consumed again)", process.pid)
                 process.kill()
                 process.join(5)
-            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
+            self._forget_process_metrics(process.pid)
         for slot in self.slots:
             slot.process = None
+        self._publish_processes()
 
     # ---- main loop ----------------------------------------------------------
 
@@ -195,7 +227,7 @@ class Supervisor:
 
         host, port = parse_listen_address(self.config["metrics"]["address"])
         try:
-            self.http = http_server.start(host, port, self.render_metrics, self.health)
+            self.http = http_server.start(host, port, self.render_metrics, self.health, self.ready)
         except OSError as error:
             log.error("cannot serve metrics on %s: %s", self.config["metrics"]["address"], error.strerror)
             return exit_codes.HTTP_SERVER_ERROR
@@ -218,8 +250,11 @@ class Supervisor:
                             "ends": {str(p): o for p, o in plan.ends.items()}})
             self.progress = self._progress_reporter(plan.planned)
         log.info("starting %d workers; metrics on %s", self.count, self.metrics_address)
+        self.database_probe = self._new_database_probe()
+        self.database_probe.start()
         try:
             while not self.stop_requested.is_set():
+                self.loop_beat = time.time()
                 if not self._reap():
                     break
                 if self.replay_target is not None:
@@ -235,6 +270,7 @@ class Supervisor:
                 self.progress.close()  # the final figures, before any other line
             if self.finished is not None:
                 log.info("replay: caught up with the end offsets")
+            self.database_probe.stop()
             self._stop_workers()
             if self.replay_target is not None:
                 self.replay_target.close()
@@ -253,6 +289,13 @@ class Supervisor:
             return None
         gauges = ReplayGauges(self.config["metrics"]["namespace"])
         return ProgressReporter(options.progress, options.progress_interval, planned, self.totals, gauges)
+
+    def _new_database_probe(self):
+        from writer import database
+        from writer.database_probe import DatabaseProbe
+
+        return DatabaseProbe(database.conninfo(self.config), database.describe(self.config),
+                             self.metrics.database_credentials_rejected.inc)
 
     def _close_http(self) -> None:
         if self.http is not None:
@@ -293,9 +336,11 @@ def run_service(config: Config, replay: bool = False, group_id: str | None = Non
     if not config["broker"]["enabled"]:
         log.warning("[broker] enabled is false: nothing to consume")
         return exit_codes.OK
-    metrics_dir = tempfile.mkdtemp(prefix="ccx-writer-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    supervisor = Supervisor(config, metrics_dir, replay=replay, group_id=group_id, replay_options=replay_options)
+    from writer.metrics_dir import MetricsDirectory
+
+    metrics_dir = MetricsDirectory()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.path
+    supervisor = Supervisor(config, metrics_dir.path, replay=replay, group_id=group_id, replay_options=replay_options)
     previous = {sig: signal.signal(sig, supervisor.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         status = supervisor.run()
@@ -317,4 +362,4 @@ def run_service(config: Config, replay: bool = False, group_id: str | None = Non
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.remove()

@@ -193,6 +193,8 @@ class Worker:
         for message in messages:
             error = message.error()
             if error is not None:
+                if error.fatal():  # the consumer cannot go on: stop (exit 2) with nothing of this batch committed
+                    raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
                     self.metrics.original["consuming_errors"].inc()
@@ -232,7 +234,8 @@ class Worker:
         if self.dead_letters is not None and rejections:
             for message, rejection in rejections:
                 self.dead_letters.send(message, rejection)
-            self.metrics.dead_letters.inc(self.dead_letters.flush())
+            with self.status.waiting_for_kafka():
+                self.metrics.dead_letters.inc(self.dead_letters.flush())
 
         self._commit(next_offsets)
         self._count(consumed, rows, written, repeated, rejections)
@@ -289,13 +292,14 @@ class Worker:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            with self.status.waiting_for_kafka():
+                self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
             # The rows are stored; whoever consumes these messages again skips them as duplicates.
             self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+            self.metrics.commit_failures.inc()  # every refusal, the idle retries' too
             if not retry:
                 log.warning("offset commit failed (%s); retrying with the next batch or poll", error.args[0].str())
-                self.metrics.commit_failures.inc()
             return
         self.metrics.last_commit.set(time.time())
 
@@ -338,10 +342,10 @@ class Worker:
             if row.request_id is not None and id(row) not in refused:
                 self.tracker.send(row.request_id, (RECEIVED, PROCESSED, SUCCESS))
         for _, rejection in rejections:
-            if rejection.request_id is not None:
-                statuses = (RECEIVED, PROCESSED, ERROR) if rejection.reason == REFUSED_BY_DATABASE else (RECEIVED, ERROR)
-                self.tracker.send(rejection.request_id, statuses)
-        self.tracker.flush()
+            if rejection.request_id is not None:  # SPEC 7: received, processed, then success or error
+                self.tracker.send(rejection.request_id, (RECEIVED, PROCESSED, ERROR))
+        with self.status.waiting_for_kafka():
+            self.tracker.flush()
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
@@ -367,7 +371,8 @@ class Worker:
         log.info("partitions revoked: %s", _describe(partitions))
 
     def _on_kafka_error(self, error: KafkaError) -> None:
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+        # One broker's transport error is no outage while others answer: librdkafka says when all are down.
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self.status.broker_up(False)
         log.warning("Kafka: %s", error.str(), extra={"code": error.name()})
 

@@ -1,0 +1,124 @@
+"""The metrics/health HTTP server alone (in this process): idle and half-open connections cost no thread
+and do not keep /health from answering."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+
+import pytest
+
+from writer import http_server
+
+HALF_OPEN = 200
+
+
+@pytest.fixture
+def server():
+    state = {"ok": True}
+    served = http_server.start(
+        "127.0.0.1", 0, lambda: b"metric 1\n",
+        lambda: (state["ok"], {"status": "ok" if state["ok"] else "unavailable"}),
+        lambda: (False, {"status": "not ready"}),
+    )
+    served.state = state
+    yield served
+    served.shutdown()
+    served.server_close()
+
+
+def get(server, path: str, method: str = "GET", timeout: float = 10) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=timeout)
+    try:
+        connection.request(method, path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def half_open(server, count: int) -> list[socket.socket]:
+    """Connections that send the start of a request line and then nothing."""
+    sockets = []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10)
+        client.sendall(b"GET /hea")
+        sockets.append(client)
+    return sockets
+
+
+def test_routes(server):
+    assert get(server, "/metrics") == (200, b"metric 1\n")
+    assert get(server, "/health") == (200, b'{"status":"ok"}')
+    assert get(server, "/ready") == (503, b'{"status":"not ready"}')
+    server.state["ok"] = False
+    assert get(server, "/health")[0] == 503
+    assert get(server, "/health?verbose=1")[0] == 503
+    assert get(server, "/nothing")[0] == 404
+    assert get(server, "/metrics", "POST")[0] == 405
+    assert get(server, "/ready", "HEAD")[0] == 405
+
+
+def test_half_open_connections_take_no_thread_and_health_still_answers(server):
+    threads_before = threading.active_count()
+    sockets = half_open(server, HALF_OPEN)
+    try:
+        time.sleep(0.5)  # let the server accept them all
+        # One thread per connection would be HALF_OPEN more threads.
+        assert threading.active_count() - threads_before <= 2, threading.active_count() - threads_before
+        assert get(server, "/health", timeout=5) == (200, b'{"status":"ok"}')
+    finally:
+        for client in sockets:
+            client.close()
+
+
+def test_idle_connections_are_closed_by_the_server(server, monkeypatch):
+    monkeypatch.setattr(http_server, "REQUEST_TIMEOUT_S", 1.0)
+    sockets = half_open(server, 5)
+    try:
+        for client in sockets:
+            client.settimeout(10)
+            # The server gives up on a request that never completes: EOF (or reset), not a hang.
+            try:
+                assert client.recv(100) == b""
+            except ConnectionResetError:
+                pass
+    finally:
+        for client in sockets:
+            client.close()
+
+
+def test_connections_beyond_the_bound_are_closed_at_once(server, monkeypatch):
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 10)
+    sockets = half_open(server, 10)
+    try:
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10)
+        try:
+            extra.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+            try:
+                assert extra.recv(100) == b""
+            except ConnectionResetError:
+                pass
+        finally:
+            extra.close()
+    finally:
+        for client in sockets:
+            client.close()
+    time.sleep(0.3)
+    assert get(server, "/health")[0] == 200
+
+
+def test_a_failing_check_answers_500_and_the_server_goes_on():
+    def broken():
+        raise RuntimeError("broken check")
+
+    served = http_server.start("127.0.0.1", 0, lambda: b"m\n", broken, broken)
+    try:
+        assert get(served, "/health")[0] == 500
+        assert get(served, "/metrics") == (200, b"m\n")
+    finally:
+        served.shutdown()
+        served.server_close()

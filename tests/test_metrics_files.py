@@ -1,0 +1,85 @@
+"""The multiprocess metric files: a dead worker's files are folded into an archive (their number does not grow
+with restarts, totals never go backwards), and a SIGKILLed supervisor's directory is reclaimed by the next."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import uuid
+
+from faults_helpers import RowMonitor, Service, service_env, wait_until
+from writer.kafka_mock import produce
+from writer.sample_messages import encoded
+
+STORED = "ccx_notification_writer_stored_messages"
+CONSUMED = "ccx_notification_writer_consumed_messages"
+
+
+def metric_dirs(tmpdir) -> list[str]:
+    return glob.glob(os.path.join(str(tmpdir), "ccx-writer-metrics-*"))
+
+
+def test_dead_workers_files_are_archived(migrated_database, kafka_bootstrap, topic, tmp_path):
+    produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)])
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, f"files-{uuid.uuid4().hex[:8]}",
+                      PROCESSING__WORKERS="1", PROCESSING__MAX_RESTARTS="10")
+    env["TMPDIR"] = str(temporary)
+    service = Service(env, workdir=tmp_path)
+    monitor = RowMonitor(migrated_database)
+    dead = []
+    try:
+        service.wait_http()
+        monitor.wait_rows(20, timeout=90)
+        wait_until(lambda: service.metrics().get(STORED) == 20, 30, message="20 stored in /metrics")
+        for _ in range(3):
+            worker = service.wait_workers(1, timeout=60)[0]
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            dead.append(worker.pid)
+            wait_until(lambda: [w for w in service.workers() if w.pid not in dead], 60, message="a restart")
+        wait_until(lambda: service.metrics().get("ccx_notification_writer_worker_restarts_total") == 3, 30,
+                   message="3 restarts counted")
+        (directory,) = metric_dirs(temporary)
+        files = sorted(os.listdir(directory))
+        leftovers = [name for name in files for pid in dead if name.endswith(f"_{pid}.db")]
+        assert leftovers == [], files
+        assert "counter_archive.db" in files
+        metrics = service.metrics()
+        assert (metrics[STORED], metrics[CONSUMED]) == (20, 20)  # the dead workers' counts are kept
+        assert metrics["ccx_notification_writer_workers_alive"] == 1
+        assert service.stop() == 0
+    finally:
+        monitor.stop()
+        service.close()
+    assert metric_dirs(temporary) == []
+
+
+def test_directory_of_a_killed_supervisor_is_removed_by_the_next(migrated_database, kafka_bootstrap, topic, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, f"files-{uuid.uuid4().hex[:8]}",
+                      PROCESSING__WORKERS="1")
+    env["TMPDIR"] = str(temporary)
+    first = Service(env, workdir=tmp_path, name="first")
+    try:
+        first.wait_http()
+        first.wait_workers(1)
+        first.kill_group()  # SIGKILL: no cleanup runs
+        first.wait(10)
+    finally:
+        first.close()
+    (abandoned,) = metric_dirs(temporary)
+    second = Service(service_env(migrated_database.env(), kafka_bootstrap, topic, f"files-{uuid.uuid4().hex[:8]}",
+                                 PROCESSING__WORKERS="1") | {"TMPDIR": str(temporary)}, workdir=tmp_path,
+                     name="second")
+    try:
+        second.wait_http()
+        remaining = metric_dirs(temporary)
+        assert abandoned not in remaining and len(remaining) == 1, remaining
+        assert second.stop() == 0
+    finally:
+        second.close()
+    assert metric_dirs(temporary) == []
