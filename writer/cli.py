@@ -112,12 +112,12 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
 
     # As the original: "started"/"finished" at debug level (CloudWatch and Sentry see the operations too).
     logging.getLogger("writer.cli").debug("started: %s", operation or "service")
-    status = _run_operation(operation, args, config)
+    status = _run_operation(operation, args, config, replay_options)
     logging.getLogger("writer.cli").debug("finished: %s", operation or "service", extra={"exit_status": status})
     return status
 
 
-def _run_operation(operation: str | None, args: argparse.Namespace, config) -> int:
+def _run_operation(operation: str | None, args: argparse.Namespace, config, replay_options) -> int:
     from writer import config as config_module
 
     if operation == "show-configuration":
