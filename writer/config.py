@@ -136,7 +136,10 @@ LOGGING, KAFKA, DATABASE, SERVICE = "logging", "kafka", "database", "service"
 AREAS = {"logging": LOGGING, "broker": KAFKA, "storage": DATABASE, "metrics": SERVICE,
          "tracker": SERVICE, "processing": SERVICE, "sentry": LOGGING, "cloudwatch": LOGGING}
 _METRIC_NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)""", re.IGNORECASE)
+# A libpq value is quoted ('a b', with \' and \\ escapes; unterminated: to the end) or unquoted, where a
+# backslash escapes the next character (password=a\ b is one value "a b").
+_PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\&]|\\.)*\\?)""",
+                              re.IGNORECASE | re.DOTALL)
 
 
 def redact_pg_params(params: str) -> str:
@@ -217,22 +220,32 @@ def _value_problems(values: dict, origins: dict[tuple[str, str], str]) -> list[t
         parse_listen_address(values["metrics"]["address"], origins.get(("metrics", "address"), "[metrics] address"))
     except ConfigError as error:
         found.append((SERVICE, str(error)))
-    if not _valid_pg_params(values["storage"]["pg_params"]):
-        # libpq's parse error quotes the text around the fault, which may be a password= value.
-        problem("storage", "pg_params", "not a valid list of libpq key=value pairs (value not shown)")
+    try:
+        parse_pg_params(values["storage"]["pg_params"])
+    except ConfigError:
+        problem("storage", "pg_params", PG_PARAMS_INVALID)
     return found
 
 
-def _valid_pg_params(params: str) -> bool:
+PG_PARAMS_INVALID = "not a valid list of libpq key=value pairs (value not shown)"
+
+
+def parse_pg_params(params: str) -> dict[str, str]:
+    """pg_params (pairs separated by spaces or '&') as libpq reads them; ConfigError when libpq refuses them.
+
+    The one parser of pg_params: the load-time check and the connection string both use it.
+    """
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
     text = params.replace("&", " ").strip()
+    if not text:
+        return {}
     try:
-        conninfo_to_dict(text) if text else None
+        return conninfo_to_dict(text)
     except psycopg.ProgrammingError:
-        return False
-    return True
+        # libpq's parse error quotes the text around the fault, which may be a password= value.
+        raise ConfigError(f"[storage] pg_params: {PG_PARAMS_INVALID}") from None
 
 
 def _coerce(section: str, key: str, value: Any, origin: str) -> Any:
