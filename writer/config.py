@@ -113,8 +113,8 @@ CHOICES: dict[tuple[str, str], set[str]] = {
     ("broker", "auto_offset_reset"): {"earliest", "latest", "error"},
     ("broker", "partition_assignment_strategy"): {"cooperative-sticky", "range", "roundrobin"},
     ("storage", "db_driver"): {"postgres"},
-    ("logging", "log_level"): {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"},
 }
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"}
 # Spelled in lower case by librdkafka / PostgreSQL; the rest are upper case.
 _LOWER_CASE_CHOICES = {("broker", "auto_offset_reset"), ("broker", "partition_assignment_strategy"),
                        ("storage", "db_driver")}
@@ -157,6 +157,8 @@ class Config:
     ignored: list[str] = dataclasses.field(default_factory=list)
     # (section, key) -> where its value came from, to name it in a later value error.
     origins: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    # Values replaced by their default while loading (the original ignores them too): one warning line each.
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -265,9 +267,10 @@ def _coerce_value(section: str, key: str, value: Any, origin: str) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool):
             result: Any = value
-        elif isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+        # Go's strconv.ParseBool spellings (1, t, T, TRUE, true, True, and the false ones), plus yes/on/no/off.
+        elif isinstance(value, str) and value.strip().lower() in {"true", "t", "1", "yes", "on"}:
             result = True
-        elif isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}:
+        elif isinstance(value, str) and value.strip().lower() in {"false", "f", "0", "no", "off"}:
             result = False
         else:
             raise ConfigError(f"{where}expected a boolean (true/false), got {value!r}")
@@ -287,8 +290,8 @@ def _coerce_value(section: str, key: str, value: Any, origin: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where}expected a string, got {value!r}")
         result = value
-    if (section, key) == ("logging", "log_level") and not result.strip():
-        result = default  # the original's files say log_level = "": the default level
+    if (section, key) == ("logging", "log_level"):
+        result = result.strip().upper() or default  # the original's files say log_level = "": the default level
     if (section, key) in CHOICES:
         result = result.strip().lower() if (section, key) in _LOWER_CASE_CHOICES else result.strip().upper()
     return result
@@ -442,4 +445,11 @@ def load(environ: dict[str, str] | None = None) -> Config:
     _apply_environment(values, environ, ignored, origins)
     if environ.get("ACG_CONFIG"):
         _apply_clowder(values, environ["ACG_CONFIG"], origins)
-    return Config(values=values, source_file=source, ignored=ignored, origins=origins)
+    warnings = []
+    if values["logging"]["log_level"] not in LOG_LEVELS:
+        # The original ignores a level it does not know (e.g. "trace") and logs at its default level.
+        origin = origins.get(("logging", "log_level"), "[logging] log_level")
+        warnings.append(f"{origin}: unknown level {values['logging']['log_level']!r} ignored, "
+                        f"logging at {SCHEMA['logging']['log_level']}")
+        values["logging"]["log_level"] = SCHEMA["logging"]["log_level"]
+    return Config(values=values, source_file=source, ignored=ignored, origins=origins, warnings=warnings)

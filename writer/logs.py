@@ -67,6 +67,9 @@ def setup(config, announce: bool = True) -> None:
     if config.ignored and announce:
         logging.getLogger("writer.config").warning(
             "ignoring unknown configuration keys: %s", ", ".join(config.ignored))
+    if announce:
+        for text in config.warnings:
+            logging.getLogger("writer.config").warning("%s", text)
     if sentry_enabled(config):
         configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
     if settings["logging_to_cloud_watch_enabled"]:
