@@ -553,8 +553,6 @@ def test_clowder_database_ssl_mode_and_rds_ca_go_to_pg_params(cli, tmp_path):
         (None, "not found"),
         ("{not json", "JSON"),
         ("[1, 2]", "ACG_CONFIG"),
-        ('{"kafka": {"brokers": [{"hostname": "k", "port": 1, "securityProtocol": "CARRIER_PIGEON"}]}}',
-         "security_protocol"),
     ],
 )
 def test_broken_clowder_file_is_a_configuration_error(cli, tmp_path, content, fragment):

@@ -48,3 +48,21 @@ def test_go_boolean_spellings_are_accepted(cli, raw, expected):
 def test_other_boolean_spellings_are_still_refused(cli, raw):
     assert_one_line_error(cli("--show-configuration", env={PREFIX + "BROKER__ENABLED": raw}), 1,
                           PREFIX + "BROKER__ENABLED")
+
+
+def test_a_clowder_broker_protocol_we_do_not_know_fails_only_the_broker_operations(cli, database, tmp_path):
+    import json
+
+    path = tmp_path / "cdappconfig.json"
+    path.write_text(json.dumps({"kafka": {"brokers": [
+        {"hostname": "k", "port": 1, "securityProtocol": "CARRIER_PIGEON",
+         "sasl": {"username": "u", "password": "p", "saslMechanism": "OAUTHBEARER"}}]}}))
+    env = {**database.env(), "ACG_CONFIG": str(path)}
+    shown = cli("--show-configuration", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "CARRIER_PIGEON" in shown.stderr and "refused by the operations that use it" in shown.stderr
+    initialized = cli("--db-init", env=env)  # does not use the broker
+    assert initialized.returncode == 0, initialized.stderr
+    line = assert_one_line_error(cli("--check-kafka", env=env), 1, "ACG_CONFIG", "security_protocol")
+    assert "CARRIER_PIGEON" in line
+    assert_one_line_error(cli(env=env, timeout=60), 1, "ACG_CONFIG")  # the service uses the broker

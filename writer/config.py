@@ -403,13 +403,6 @@ def _apply_clowder(values: dict, path: str, origins: dict) -> None:
             if getattr(database, "rdsCa", None):
                 params += f" sslrootcert={clowder.rds_ca()}"
             storage["pg_params"] = params
-    for section, key in (("broker", "security_protocol"), ("broker", "sasl_mechanism")):
-        if values[section][key] == before[(section, key)]:
-            continue  # not Clowder's: checked, like any file or environment value, by the operations using it
-        values[section][key] = _coerce(section, key, values[section][key], f"ACG_CONFIG {section}.{key}")
-        if values[section][key] not in CHOICES[(section, key)]:
-            raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG): {section}.{key} "
-                              f"{values[section][key]!r} is not supported")
     _apply_clowder_cloudwatch(values, getattr(getattr(clowder, "logging", None), "cloudwatch", None))
     for (section, key), value in before.items():
         if values[section][key] != value:
