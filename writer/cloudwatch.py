@@ -88,7 +88,10 @@ def attach(config: Config) -> logging.Handler | None:
             log_stream_name=name.replace("{", "{{").replace("}", "}}"),
             boto3_client=client,
             send_interval=SEND_INTERVAL_S,
-            create_log_group=True,
+            # As the original: the group is the deployment's (Clowder/app-interface), never created here;
+            # credentials scoped like the original's may not create groups. The stream is created at
+            # the first send.
+            create_log_group=False,
         )
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         # A CloudWatch outage must not stop the service; botocore's messages name the
