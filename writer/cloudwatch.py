@@ -34,6 +34,14 @@ def stream_name(configured: str, hostname: str) -> str:
 
 def attach(config: Config) -> logging.Handler | None:
     """Add a CloudWatch handler to the root logger; ConfigError (one line, no secret) if impossible."""
+    handler = build_handler(config)
+    if handler is not None:
+        logging.getLogger().addHandler(handler)
+    return handler
+
+
+def build_handler(config: Config) -> logging.Handler | None:
+    """The CloudWatch handler for [cloudwatch], not yet attached; None (and a warning) when unusable."""
     settings = config["cloudwatch"]
     if not settings["log_group"]:
         raise ConfigError("[cloudwatch] log_group must be set when [logging] logging_to_cloud_watch_enabled is true")
@@ -51,7 +59,8 @@ def attach(config: Config) -> logging.Handler | None:
         dropped = 0
 
         def emit(self, record: logging.LogRecord) -> None:
-            waiting = self.queues.get(self.log_stream_name)
+            # watchtower keys its queues by the formatted stream name (one queue per stream).
+            waiting = self.queues.get(self._get_stream_name(record))
             if waiting is not None and waiting.qsize() >= MAX_QUEUED_LINES:
                 self.dropped += 1
                 return
@@ -100,6 +109,5 @@ def attach(config: Config) -> logging.Handler | None:
             "CloudWatch Logs not usable, log lines are not shipped: %s", str(error).splitlines()[0])
         return None
     handler.setFormatter(JsonLineFormatter())
-    logging.getLogger().addHandler(handler)
     logging.getLogger("watchtower").setLevel(logging.DEBUG if settings["debug"] else logging.WARNING)
     return handler
