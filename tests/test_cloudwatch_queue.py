@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 import uuid
+import weakref
 
 import pytest
 
@@ -71,6 +72,8 @@ class HangingProxy:
 
 def all_messages(client, group: str, stream: str) -> list[str]:
     messages, token = [], None
+    if not client.describe_log_streams(logGroupName=group, logStreamNamePrefix=stream)["logStreams"]:
+        return messages  # not created yet
     while True:
         page = client.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True,
                                      **({"nextToken": token} if token else {}))
@@ -78,6 +81,17 @@ def all_messages(client, group: str, stream: str) -> list[str]:
         if not page["events"] or page["nextForwardToken"] == token:
             return messages
         token = page["nextForwardToken"]
+
+
+def wait_for(condition, timeout: float = 120):
+    """condition()'s first truthy value, polled; None when it never came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    return None
 
 
 @pytest.fixture
@@ -102,8 +116,9 @@ def test_an_outage_after_start_drops_and_counts_lines_beyond_the_bound_without_w
     logger.addHandler(handler)
     try:
         logger.info("before the outage")
-        handler.flush()
-        assert [m for m in all_messages(logs_client, group, stream) if "before the outage" in m]
+        arrived_before = wait_for(lambda: [m for m in all_messages(logs_client, group, stream)
+                                           if "before the outage" in m])
+        assert arrived_before  # the stream did not exist: created at the first send
 
         proxy.up.clear()
         logger.info("first line of the outage")
@@ -119,18 +134,29 @@ def test_an_outage_after_start_drops_and_counts_lines_beyond_the_bound_without_w
         assert not logging_calls.is_alive() and not proxy.up.is_set()
         assert handler.dropped == extra
         assert handler.queues[stream].qsize() == MAX_QUEUED_LINES
+
+        # At exit logging.shutdown() calls flush() then close(): flush() returns while the endpoint is
+        # held, so the exit waits once (close, CLOSE_TIMEOUT_S), not twice.
+        handler.FLUSH_TIMEOUT = 3600  # a flush that waited for the held sender would not return here
+        flush = threading.Thread(target=handler.flush, daemon=True)
+        flush.start()
+        flush.join(120)
+        assert not flush.is_alive() and not proxy.up.is_set()
+        del handler.FLUSH_TIMEOUT  # close(): the class's bound again
+        proxy.up.set()
+        logging.shutdown([weakref.ref(handler)])
+        assert handler.shutting_down
     finally:
         proxy.up.set()
         handler.close()
         logger.removeHandler(handler)
     # After the outage the queued lines arrive; exactly the ones beyond the bound are missing.
     expected = [f"line {n}" for n in range(MAX_QUEUED_LINES)]
-    deadline = time.monotonic() + 120
-    while True:
+
+    def arrived_lines():
         arrived = [json.loads(m)["message"] for m in all_messages(logs_client, group, stream)]
-        lines = [m for m in arrived if m.startswith("line ")]
-        if lines == expected or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert lines == expected
+        return arrived if [m for m in arrived if m.startswith("line ")] == expected else None
+
+    arrived = wait_for(arrived_lines)
+    assert arrived is not None, "the queued lines did not arrive after the outage"
     assert "first line of the outage" in arrived

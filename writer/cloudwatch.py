@@ -24,12 +24,17 @@ from writer.logs import JsonLineFormatter
 
 MAX_QUEUED_LINES = 10_000  # per process; ~a few MB of JSON lines at most
 SEND_INTERVAL_S = 1.0
-CLOSE_TIMEOUT_S = 5  # at exit, how long to wait for the last lines (keeps stopping bounded)
+CLOSE_TIMEOUT_S = 5  # at exit, the one wait for the last lines (keeps stopping bounded)
 
 
 def stream_name(configured: str, hostname: str) -> str:
     """The original's naming: $HOSTNAME placeholders replaced; empty means the host name."""
     return configured.replace("$HOSTNAME", hostname) if configured else hostname
+
+
+def exit_wait_s(config: Config) -> float:
+    """How long a process may wait at exit for its last lines to reach CloudWatch (0 when off)."""
+    return CLOSE_TIMEOUT_S if config["logging"]["logging_to_cloud_watch_enabled"] else 0
 
 
 def attach(config: Config) -> logging.Handler | None:
@@ -65,6 +70,16 @@ def build_handler(config: Config) -> logging.Handler | None:
                 self.dropped += 1
                 return
             super().emit(record)
+
+        def flush(self) -> None:
+            """Ask the sender to send what is queued now, without waiting for it.
+
+            logging.shutdown() calls flush() then close(), and watchtower's both wait up to FLUSH_TIMEOUT:
+            the exit would wait twice. Only close() waits, so the exit waits at most CLOSE_TIMEOUT_S.
+            """
+            for waiting in list(self.queues.values()):
+                if not self.shutting_down:
+                    waiting.put(self.FLUSH)
 
         def close(self) -> None:
             super().close()
