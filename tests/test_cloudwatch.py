@@ -81,13 +81,14 @@ def test_a_command_line_operation_ships_its_lines(cli, cloudwatch_endpoint, logs
     group = f"ccx-cli-{uuid.uuid4().hex[:8]}"
     logs_client.create_log_group(logGroupName=group)  # the deployment's group; the stream does not exist yet
     env = {**aws_env(cloudwatch_endpoint), **cloudwatch_settings(group, "cli-$HOSTNAME"),
-           PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
+           PREFIX + "LOGGING__LOG_LEVEL": "DEBUG", PREFIX + "STORAGE__PG_HOSTNAME": "an unknown key"}
     result = cli("--show-configuration", env=env)
     assert result.returncode == 0, result.stderr
     streams = shipped(logs_client, group)
     assert list(streams) == [f"cli-{socket.gethostname()}"]
     messages = [line["message"] for line in streams[f"cli-{socket.gethostname()}"]]
     assert "started: show-configuration" in messages and "finished: show-configuration" in messages
+    assert any(m.startswith("ignoring unknown configuration keys") for m in messages)  # logged once attached
     for secret in ("cwSECRETkey0002", "AKIAcwTEST0001"):
         assert secret not in result.stdout + result.stderr
 

@@ -144,8 +144,21 @@ def test_an_outage_after_start_drops_and_counts_lines_beyond_the_bound_without_w
         assert not flush.is_alive() and not proxy.up.is_set()
         del handler.FLUSH_TIMEOUT  # close(): the class's bound again
         proxy.up.set()
-        logging.shutdown([weakref.ref(handler)])
+        warnings = []
+
+        class Recorder(logging.Handler):
+            def emit(self, record):
+                warnings.append((record.getMessage(), handler.shutting_down))
+
+        recorder = Recorder()
+        logging.getLogger("writer.cloudwatch").addHandler(recorder)
+        try:
+            logging.shutdown([weakref.ref(handler)])
+        finally:
+            logging.getLogger("writer.cloudwatch").removeHandler(recorder)
         assert handler.shutting_down
+        # the count is logged while the handler still takes lines (before it closed)
+        assert warnings == [(f"{extra} log lines not sent to CloudWatch (queue full while it did not answer)", False)]
     finally:
         proxy.up.set()
         handler.close()

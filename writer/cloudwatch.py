@@ -82,10 +82,11 @@ def build_handler(config: Config) -> logging.Handler | None:
                     waiting.put(self.FLUSH)
 
         def close(self) -> None:
-            super().close()
-            if self.dropped:
+            if self.dropped and not self.shutting_down:
+                # Before closing, so this line is still shipped with the last ones.
                 logging.getLogger("writer.cloudwatch").warning(
                     "%d log lines not sent to CloudWatch (queue full while it did not answer)", self.dropped)
+            super().close()
 
     # At DEBUG, botocore logs each request's headers (the access key id among them) and urllib3 each
     # connection; these lines would also be shipped, each causing more requests.
