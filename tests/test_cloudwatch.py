@@ -79,30 +79,46 @@ def test_stream_name_as_the_original_names_it():
 
 def test_a_command_line_operation_ships_its_lines(cli, cloudwatch_endpoint, logs_client):
     group = f"ccx-cli-{uuid.uuid4().hex[:8]}"
+    logs_client.create_log_group(logGroupName=group)  # the deployment's group; the stream does not exist yet
     env = {**aws_env(cloudwatch_endpoint), **cloudwatch_settings(group, "cli-$HOSTNAME"),
-           PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
+           PREFIX + "LOGGING__LOG_LEVEL": "DEBUG", PREFIX + "STORAGE__PG_HOSTNAME": "an unknown key"}
     result = cli("--show-configuration", env=env)
     assert result.returncode == 0, result.stderr
     streams = shipped(logs_client, group)
     assert list(streams) == [f"cli-{socket.gethostname()}"]
     messages = [line["message"] for line in streams[f"cli-{socket.gethostname()}"]]
     assert "started: show-configuration" in messages and "finished: show-configuration" in messages
+    assert any(m.startswith("ignoring unknown configuration keys") for m in messages)  # logged once attached
     for secret in ("cwSECRETkey0002", "AKIAcwTEST0001"):
         assert secret not in result.stdout + result.stderr
 
 
 def test_nothing_is_sent_when_the_switch_is_off(cli, cloudwatch_endpoint, logs_client):
     group = f"ccx-off-{uuid.uuid4().hex[:8]}"
+    logs_client.create_log_group(logGroupName=group)
     env = {**aws_env(cloudwatch_endpoint),
            **cloudwatch_settings(group, "off", enabled="false"), PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
     result = cli("--show-configuration", env=env)
     assert result.returncode == 0, result.stderr
     assert "finished: show-configuration" in result.stderr  # it logged; the lines stayed local
+    assert shipped(logs_client, group) == {}
+
+
+def test_a_missing_log_group_is_not_created(cli, cloudwatch_endpoint, logs_client):
+    """As the original: the group belongs to the deployment; credentials scoped like the original's could
+    not create it anyway. The operation still succeeds; its lines are not shipped."""
+    group = f"ccx-missing-{uuid.uuid4().hex[:8]}"
+    env = {**aws_env(cloudwatch_endpoint), **cloudwatch_settings(group, "s"), PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
+    result = cli("--show-configuration", env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "finished: show-configuration" in result.stderr
     assert group not in groups(logs_client)
+    assert "cwSECRETkey0002" not in result.stderr and "AKIAcwTEST0001" not in result.stderr
 
 
 def test_clowder_logging_cloudwatch_provides_the_settings(cli, cloudwatch_endpoint, logs_client, tmp_path):
     group = f"ccx-clowder-{uuid.uuid4().hex[:8]}"
+    logs_client.create_log_group(logGroupName=group)
     document = {"logging": {"type": "cloudwatch", "cloudwatch": {
         "accessKeyId": "AKIAclowder0003", "secretAccessKey": "clowderSECRET0004", "region": REGION,
         "logGroup": group}}}
@@ -121,6 +137,7 @@ def test_clowder_logging_cloudwatch_provides_the_settings(cli, cloudwatch_endpoi
 def test_the_service_ships_lines_of_the_supervisor_and_its_workers(migrated_database, kafka_bootstrap,
                                                                    cloudwatch_endpoint, logs_client):
     group = f"ccx-service-{uuid.uuid4().hex[:8]}"
+    logs_client.create_log_group(logGroupName=group)
     topic = f"ccx.ocp.results.{uuid.uuid4().hex[:10]}"
     env = service_env(migrated_database, kafka_bootstrap, topic)
     env = {**{k: v for k, v in env.items() if not k.startswith("AWS_")}, **aws_env(cloudwatch_endpoint),
@@ -145,10 +162,11 @@ def test_the_service_ships_lines_of_the_supervisor_and_its_workers(migrated_data
 
 def test_an_unreachable_cloudwatch_does_not_stop_an_operation(cli):
     env = {**aws_env(f"http://127.0.0.1:{free_port()}"),
-           **cloudwatch_settings("ccx-unreachable", "x")}
+           **cloudwatch_settings("ccx-unreachable", "x"), PREFIX + "LOGGING__LOG_LEVEL": "DEBUG"}
     result = cli("--show-configuration", env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "CloudWatch Logs not usable" in result.stderr
+    assert "finished: show-configuration" in result.stderr
+    assert "Failed to deliver logs" in result.stderr  # the shipping library's warning, on the console
     assert "cwSECRETkey0002" not in result.stderr and "AKIAcwTEST0001" not in result.stderr
 
 

@@ -78,3 +78,34 @@ def test_default_workers_follow_the_affinity_of_the_process(tmp_path):
             "config.load({'CCX_NOTIFICATION_WRITER__PROCESSING__WORKERS': '3'}).worker_count)")
     out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "3"]
+
+
+def test_v2_a_parent_limit_applies_to_the_cgroups_below_it(tmp_path):
+    write(tmp_path / "cgroup.controllers", "cpu memory\n")  # the v2 root has no cpu.max of its own
+    write(tmp_path / "kubepods/cpu.max", "800000 100000\n")
+    write(tmp_path / "kubepods/pod1/cpu.max", "150000 100000\n")  # the pod's 1500m
+    write(tmp_path / "kubepods/pod1/ctr/cpu.max", "max 100000\n")  # the container itself: unlimited
+    write(tmp_path / "kubepods/pod2/ctr/cpu.max", "50000 100000\n")
+    assert cgroup_quota(tmp_path, "0::/kubepods/pod1/ctr\n") == 1.5
+    assert cgroup_quota(tmp_path, "0::/kubepods/pod2/ctr\n") == 0.5  # the child's own limit is smaller
+    assert cgroup_quota(tmp_path, "0::/kubepods/pod1/ctr/deeper\n") == 1.5  # not below the mount: walks up
+    assert cgroup_quota(tmp_path, "0::/\n") is None
+
+
+def test_v1_a_parent_limit_applies_to_the_cgroups_below_it(tmp_path):
+    top = tmp_path / "cpu,cpuacct"
+    for directory, quota in (("", "-1"), ("kubepods", "300000"), ("kubepods/pod1", "-1"),
+                             ("kubepods/pod1/ctr", "-1"), ("kubepods/pod2", "250000"), ("kubepods/pod2/ctr", "100000")):
+        write(top / directory / "cpu.cfs_quota_us", quota + "\n")
+        write(top / directory / "cpu.cfs_period_us", "100000\n")
+    cgroup_lines = "12:memory:/kubepods/pod1/ctr\n4:cpu,cpuacct:{}\n1:name=systemd:/x\n"
+    assert cgroup_quota(tmp_path, cgroup_lines.format("/kubepods/pod1/ctr")) == 3.0
+    assert cgroup_quota(tmp_path, cgroup_lines.format("/kubepods/pod2/ctr")) == 1.0
+    assert cgroup_quota(tmp_path, cgroup_lines.format("/")) is None
+
+
+def test_hybrid_v1_cpu_with_an_empty_v2_hierarchy(tmp_path):
+    (tmp_path / "unified/kubepods").mkdir(parents=True)  # v2 mounted, without the cpu controller
+    write(tmp_path / "cpu/kubepods/cpu.cfs_quota_us", "200000\n")
+    write(tmp_path / "cpu/kubepods/cpu.cfs_period_us", "100000\n")
+    assert cgroup_quota(tmp_path, "0::/kubepods\n3:cpu:/kubepods/ctr\n") == 2.0

@@ -126,7 +126,9 @@ def test_service_probes_and_metrics_service():
     port = config_module.parse_listen_address(address)[1]
     assert pod["livenessProbe"]["httpGet"] == {"path": "/health", "port": port}
     assert pod["readinessProbe"]["httpGet"] == {"path": "/ready", "port": port}
-    assert pod["startupProbe"]["httpGet"]["path"] == "/health"
+    assert "startupProbe" not in pod  # not a field of Clowder's PodSpec: it would be pruned
+    # liveness only for dead or hung processes: it waits for the workers to start
+    assert pod["livenessProbe"]["initialDelaySeconds"] >= 10
     services = [o for o in rendered["objects"] if o["kind"] == "Service" and "prometheus.io/scrape" in
                 o["metadata"].get("annotations", {})]
     assert len(services) == 1 and services[0]["spec"]["ports"][0]["targetPort"] == port

@@ -24,7 +24,7 @@ from writer.logs import JsonLineFormatter
 
 MAX_QUEUED_LINES = 10_000  # per process; ~a few MB of JSON lines at most
 SEND_INTERVAL_S = 1.0
-CLOSE_TIMEOUT_S = 5  # at exit, how long to wait for the last lines (keeps stopping bounded)
+CLOSE_TIMEOUT_S = 5  # at exit, the one wait for the last lines (keeps stopping bounded)
 
 
 def stream_name(configured: str, hostname: str) -> str:
@@ -32,8 +32,21 @@ def stream_name(configured: str, hostname: str) -> str:
     return configured.replace("$HOSTNAME", hostname) if configured else hostname
 
 
+def exit_wait_s(config: Config) -> float:
+    """How long a process may wait at exit for its last lines to reach CloudWatch (0 when off)."""
+    return CLOSE_TIMEOUT_S if config["logging"]["logging_to_cloud_watch_enabled"] else 0
+
+
 def attach(config: Config) -> logging.Handler | None:
     """Add a CloudWatch handler to the root logger; ConfigError (one line, no secret) if impossible."""
+    handler = build_handler(config)
+    if handler is not None:
+        logging.getLogger().addHandler(handler)
+    return handler
+
+
+def build_handler(config: Config) -> logging.Handler | None:
+    """The CloudWatch handler for [cloudwatch], not yet attached; None (and a warning) when unusable."""
     settings = config["cloudwatch"]
     if not settings["log_group"]:
         raise ConfigError("[cloudwatch] log_group must be set when [logging] logging_to_cloud_watch_enabled is true")
@@ -51,17 +64,29 @@ def attach(config: Config) -> logging.Handler | None:
         dropped = 0
 
         def emit(self, record: logging.LogRecord) -> None:
-            waiting = self.queues.get(self.log_stream_name)
+            # watchtower keys its queues by the formatted stream name (one queue per stream).
+            waiting = self.queues.get(self._get_stream_name(record))
             if waiting is not None and waiting.qsize() >= MAX_QUEUED_LINES:
                 self.dropped += 1
                 return
             super().emit(record)
 
+        def flush(self) -> None:
+            """Ask the sender to send what is queued now, without waiting for it.
+
+            logging.shutdown() calls flush() then close(), and watchtower's both wait up to FLUSH_TIMEOUT:
+            the exit would wait twice. Only close() waits, so the exit waits at most CLOSE_TIMEOUT_S.
+            """
+            for waiting in list(self.queues.values()):
+                if not self.shutting_down:
+                    waiting.put(self.FLUSH)
+
         def close(self) -> None:
-            super().close()
-            if self.dropped:
+            if self.dropped and not self.shutting_down:
+                # Before closing, so this line is still shipped with the last ones.
                 logging.getLogger("writer.cloudwatch").warning(
                     "%d log lines not sent to CloudWatch (queue full while it did not answer)", self.dropped)
+            super().close()
 
     # At DEBUG, botocore logs each request's headers (the access key id among them) and urllib3 each
     # connection; these lines would also be shipped, each causing more requests.
@@ -88,7 +113,10 @@ def attach(config: Config) -> logging.Handler | None:
             log_stream_name=name.replace("{", "{{").replace("}", "}}"),
             boto3_client=client,
             send_interval=SEND_INTERVAL_S,
-            create_log_group=True,
+            # As the original: the group is the deployment's (Clowder/app-interface), never created here;
+            # credentials scoped like the original's may not create groups. The stream is created at
+            # the first send.
+            create_log_group=False,
         )
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
         # A CloudWatch outage must not stop the service; botocore's messages name the
@@ -97,6 +125,5 @@ def attach(config: Config) -> logging.Handler | None:
             "CloudWatch Logs not usable, log lines are not shipped: %s", str(error).splitlines()[0])
         return None
     handler.setFormatter(JsonLineFormatter())
-    logging.getLogger().addHandler(handler)
     logging.getLogger("watchtower").setLevel(logging.DEBUG if settings["debug"] else logging.WARNING)
     return handler

@@ -113,8 +113,8 @@ CHOICES: dict[tuple[str, str], set[str]] = {
     ("broker", "auto_offset_reset"): {"earliest", "latest", "error"},
     ("broker", "partition_assignment_strategy"): {"cooperative-sticky", "range", "roundrobin"},
     ("storage", "db_driver"): {"postgres"},
-    ("logging", "log_level"): {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"},
 }
+LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"}
 # Spelled in lower case by librdkafka / PostgreSQL; the rest are upper case.
 _LOWER_CASE_CHOICES = {("broker", "auto_offset_reset"), ("broker", "partition_assignment_strategy"),
                        ("storage", "db_driver")}
@@ -136,7 +136,10 @@ LOGGING, KAFKA, DATABASE, SERVICE = "logging", "kafka", "database", "service"
 AREAS = {"logging": LOGGING, "broker": KAFKA, "storage": DATABASE, "metrics": SERVICE,
          "tracker": SERVICE, "processing": SERVICE, "sentry": LOGGING, "cloudwatch": LOGGING}
 _METRIC_NAMESPACE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)""", re.IGNORECASE)
+# A libpq value is quoted ('a b', with \' and \\ escapes; unterminated: to the end) or unquoted, where a
+# backslash escapes the next character (password=a\ b is one value "a b").
+_PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|(?:[^\s\\&]|\\.)*\\?)""",
+                              re.IGNORECASE | re.DOTALL)
 
 
 def redact_pg_params(params: str) -> str:
@@ -154,6 +157,8 @@ class Config:
     ignored: list[str] = dataclasses.field(default_factory=list)
     # (section, key) -> where its value came from, to name it in a later value error.
     origins: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)
+    # Values replaced by their default while loading (the original ignores them too): one warning line each.
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
@@ -217,22 +222,32 @@ def _value_problems(values: dict, origins: dict[tuple[str, str], str]) -> list[t
         parse_listen_address(values["metrics"]["address"], origins.get(("metrics", "address"), "[metrics] address"))
     except ConfigError as error:
         found.append((SERVICE, str(error)))
-    if not _valid_pg_params(values["storage"]["pg_params"]):
-        # libpq's parse error quotes the text around the fault, which may be a password= value.
-        problem("storage", "pg_params", "not a valid list of libpq key=value pairs (value not shown)")
+    try:
+        parse_pg_params(values["storage"]["pg_params"])
+    except ConfigError:
+        problem("storage", "pg_params", PG_PARAMS_INVALID)
     return found
 
 
-def _valid_pg_params(params: str) -> bool:
+PG_PARAMS_INVALID = "not a valid list of libpq key=value pairs (value not shown)"
+
+
+def parse_pg_params(params: str) -> dict[str, str]:
+    """pg_params (pairs separated by spaces or '&') as libpq reads them; ConfigError when libpq refuses them.
+
+    The one parser of pg_params: the load-time check and the connection string both use it.
+    """
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
     text = params.replace("&", " ").strip()
+    if not text:
+        return {}
     try:
-        conninfo_to_dict(text) if text else None
+        return conninfo_to_dict(text)
     except psycopg.ProgrammingError:
-        return False
-    return True
+        # libpq's parse error quotes the text around the fault, which may be a password= value.
+        raise ConfigError(f"[storage] pg_params: {PG_PARAMS_INVALID}") from None
 
 
 def _coerce(section: str, key: str, value: Any, origin: str) -> Any:
@@ -252,9 +267,10 @@ def _coerce_value(section: str, key: str, value: Any, origin: str) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool):
             result: Any = value
-        elif isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+        # Go's strconv.ParseBool spellings (1, t, T, TRUE, true, True, and the false ones), plus yes/on/no/off.
+        elif isinstance(value, str) and value.strip().lower() in {"true", "t", "1", "yes", "on"}:
             result = True
-        elif isinstance(value, str) and value.strip().lower() in {"false", "0", "no", "off"}:
+        elif isinstance(value, str) and value.strip().lower() in {"false", "f", "0", "no", "off"}:
             result = False
         else:
             raise ConfigError(f"{where}expected a boolean (true/false), got {value!r}")
@@ -274,8 +290,8 @@ def _coerce_value(section: str, key: str, value: Any, origin: str) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{where}expected a string, got {value!r}")
         result = value
-    if (section, key) == ("logging", "log_level") and not result.strip():
-        result = default  # the original's files say log_level = "": the default level
+    if (section, key) == ("logging", "log_level"):
+        result = result.strip().upper() or default  # the original's files say log_level = "": the default level
     if (section, key) in CHOICES:
         result = result.strip().lower() if (section, key) in _LOWER_CASE_CHOICES else result.strip().upper()
     return result
@@ -387,13 +403,6 @@ def _apply_clowder(values: dict, path: str, origins: dict) -> None:
             if getattr(database, "rdsCa", None):
                 params += f" sslrootcert={clowder.rds_ca()}"
             storage["pg_params"] = params
-    for section, key in (("broker", "security_protocol"), ("broker", "sasl_mechanism")):
-        if values[section][key] == before[(section, key)]:
-            continue  # not Clowder's: checked, like any file or environment value, by the operations using it
-        values[section][key] = _coerce(section, key, values[section][key], f"ACG_CONFIG {section}.{key}")
-        if values[section][key] not in CHOICES[(section, key)]:
-            raise ConfigError(f"Clowder configuration {path!r} (ACG_CONFIG): {section}.{key} "
-                              f"{values[section][key]!r} is not supported")
     _apply_clowder_cloudwatch(values, getattr(getattr(clowder, "logging", None), "cloudwatch", None))
     for (section, key), value in before.items():
         if values[section][key] != value:
@@ -429,4 +438,11 @@ def load(environ: dict[str, str] | None = None) -> Config:
     _apply_environment(values, environ, ignored, origins)
     if environ.get("ACG_CONFIG"):
         _apply_clowder(values, environ["ACG_CONFIG"], origins)
-    return Config(values=values, source_file=source, ignored=ignored, origins=origins)
+    warnings = []
+    if values["logging"]["log_level"] not in LOG_LEVELS:
+        # The original ignores a level it does not know (e.g. "trace") and logs at its default level.
+        origin = origins.get(("logging", "log_level"), "[logging] log_level")
+        warnings.append(f"{origin}: unknown level {values['logging']['log_level']!r} ignored, "
+                        f"logging at {SCHEMA['logging']['log_level']}")
+        values["logging"]["log_level"] = SCHEMA["logging"]["log_level"]
+    return Config(values=values, source_file=source, ignored=ignored, origins=origins, warnings=warnings)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
-from writer.config import Config, ConfigError
+from writer.config import Config, parse_pg_params
 
 log = logging.getLogger(__name__)
 
@@ -15,12 +15,7 @@ log = logging.getLogger(__name__)
 def conninfo(config: Config) -> str:
     """The libpq connection string for [storage]; pg_params may use spaces or '&' between pairs."""
     storage = config["storage"]
-    params_text = storage["pg_params"].replace("&", " ").strip()
-    try:
-        params = conninfo_to_dict(params_text) if params_text else {}
-    except psycopg.ProgrammingError:
-        # libpq's parse error quotes the text around the fault, which may be a password= value.
-        raise ConfigError("[storage] pg_params is not a valid list of libpq key=value pairs (value not shown)") from None
+    params = parse_pg_params(storage["pg_params"])
     kwargs = {
         "host": storage["pg_host"],
         "port": storage["pg_port"],

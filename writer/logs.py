@@ -64,15 +64,19 @@ def setup(config, announce: bool = True) -> None:
     """
     settings = config["logging"]
     configure(settings["debug"], settings["log_level"], settings["use_stderr"])
-    if config.ignored and announce:
-        logging.getLogger("writer.config").warning(
-            "ignoring unknown configuration keys: %s", ", ".join(config.ignored))
     if sentry_enabled(config):
         configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
     if settings["logging_to_cloud_watch_enabled"]:
         from writer import cloudwatch
 
         cloudwatch.attach(config)
+    # After every destination is attached, so these lines are shipped too.
+    if config.ignored and announce:
+        logging.getLogger("writer.config").warning(
+            "ignoring unknown configuration keys: %s", ", ".join(config.ignored))
+    if announce:
+        for text in config.warnings:
+            logging.getLogger("writer.config").warning("%s", text)
 
 
 def sentry_enabled(config) -> bool:

@@ -201,11 +201,15 @@ class Supervisor:
         return True
 
     def _stop_workers(self) -> None:
+        from writer.cloudwatch import exit_wait_s as cloudwatch_exit_wait_s
+
         running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for process in running:
             process.terminate()  # SIGTERM; a worker that just exited is no error
         policy = self.config["processing"]
-        deadline = time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000 + 5
+        # + a worker's last wait for CloudWatch at exit, so a worker sending its last lines is not killed.
+        deadline = (time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000 + 5
+                    + cloudwatch_exit_wait_s(self.config))
         for process in running:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
