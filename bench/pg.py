@@ -24,6 +24,14 @@ class TargetError(Exception):
     """The PostgreSQL the user named cannot be used (one line for the operator)."""
 
 
+def merge_params(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """``base`` with ``extra`` on top, except ``options``: the user's are kept and ``extra``'s appended."""
+    merged = {**base, **extra}
+    if base.get("options") and extra.get("options"):
+        merged["options"] = f"{base['options']} {extra['options']}"
+    return merged
+
+
 @dataclass
 class PgTarget:
     params: dict[str, str]  # libpq parameters without dbname (host, port, user, sslmode, ...)
@@ -54,7 +62,7 @@ class PgTarget:
         return cls({"host": server.host, "port": str(server.port), "user": server.user}, "postgres", schema_only, embedded)
 
     def conninfo(self, dbname: str | None = None, **extra: str) -> str:
-        return make_conninfo(**self.params, dbname=dbname or self.dbname, **extra)
+        return make_conninfo(**merge_params(self.params, {"dbname": dbname or self.dbname, **extra}))
 
     @property
     def local_host(self) -> bool:
@@ -119,8 +127,7 @@ class Store:
         password = params.pop("password", None)
         if password:
             env[ENV + "STORAGE__PG_PASSWORD"] = password
-        params.update(self.session_params(application_name))
-        env[ENV + "STORAGE__PG_PARAMS"] = make_conninfo(**params)
+        env[ENV + "STORAGE__PG_PARAMS"] = make_conninfo(**merge_params(params, self.session_params(application_name)))
         return env
 
     def drop(self) -> None:

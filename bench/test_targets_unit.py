@@ -82,3 +82,35 @@ def test_cpu_between_counts_only_the_window():
     assert sampler.cpu_between("workers", 2.0, 3.6) == (2.5 - 1.0) + (0.7 - 0.0)
     assert sampler.cpu_between("postgres", 1.5, 3.9) == 0.0
     assert sampler.cpu_between("broker", 0, 10) is None
+
+
+def test_user_application_name_and_options_survive_schema_only(monkeypatch, tmp_path):
+    """A --postgres string with its own application_name and options: no crash, the user's options kept
+    (the schema's search_path appended), the benchmark's application_name used (its sessions are found by it)."""
+    monkeypatch.chdir(tmp_path)  # no config.toml here
+    target = PgTarget({"host": "db.example", "port": "5432", "user": "bench", "application_name": "mine",
+                       "options": "-c statement_timeout=0"}, "userdb", schema_only=True)
+    store = Store(target, "userdb", "ccxw_bench_x")
+
+    mine = conninfo_to_dict(store.conninfo("ccxw-bench-run"))
+    assert mine["options"] == "-c statement_timeout=0 -csearch_path=ccxw_bench_x"
+    assert mine["application_name"] == "ccxw-bench-run"
+    assert mine["dbname"] == "userdb"
+    monitor = conninfo_to_dict(target.conninfo("userdb", application_name="ccxw-bench-monitor"))
+    assert monitor["application_name"] == "ccxw-bench-monitor"
+    assert monitor["options"] == "-c statement_timeout=0"
+
+    writer = conninfo_to_dict(writer_conninfo(writer_config.load(environ=store.env("ccxw-bench-writer-y"))))
+    assert writer["options"] == "-c statement_timeout=0 -csearch_path=ccxw_bench_x"
+    assert writer["application_name"] == "ccxw-bench-writer-y"
+
+
+def test_user_options_kept_for_a_database_per_run(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    target = PgTarget({"host": "db.example", "port": "5432", "user": "bench", "options": "-c work_mem=64MB"},
+                      "postgres", schema_only=False)
+    store = Store(target, "ccxw_bench_db", None)
+    writer = conninfo_to_dict(writer_conninfo(writer_config.load(environ=store.env("ccxw-bench-writer-z"))))
+    assert writer["options"] == "-c work_mem=64MB"
+    assert writer["dbname"] == "ccxw_bench_db"
+    assert conninfo_to_dict(store.conninfo("a"))["options"] == "-c work_mem=64MB"
