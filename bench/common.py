@@ -5,14 +5,17 @@ Everything here is measurement plumbing; nothing in ``writer/`` depends on it.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -38,6 +41,19 @@ class BenchFailure(Exception):
     """A run produced a wrong result (row count, duplicates, offsets) or could not run: exit 1."""
 
 
+_private_dir: str | None = None
+
+
+def private_cwd() -> str:
+    """An empty directory of this process's own (mode 0700), removed at exit: the writer's working
+    directory, so it reads no ./config.toml (a shared /tmp may hold anybody's)."""
+    global _private_dir
+    if _private_dir is None:
+        _private_dir = tempfile.mkdtemp(prefix="ccxw-bench-cwd-")
+        atexit.register(shutil.rmtree, _private_dir, True)
+    return _private_dir
+
+
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment without the service's configuration (file, variables, Clowder)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CCX_NOTIFICATION_WRITER") and k != "ACG_CONFIG"}
@@ -57,7 +73,7 @@ def migrated_store(target: PgTarget, label: str) -> Store:
     try:
         for args in (["--db-init-migration"], ["--db-init"], ["--migrate", "latest"]):
             result = subprocess.run([CLI, *args], env=clean_env(store.env("ccxw-bench-migrate")), capture_output=True,
-                                    text=True, cwd="/tmp", timeout=120)
+                                    text=True, cwd=private_cwd(), timeout=120)
             if result.returncode != 0:
                 raise BenchFailure(f"{' '.join(args)} failed: {result.stderr.strip()}")
         with psycopg.connect(store.conninfo()) as connection:
@@ -372,7 +388,7 @@ def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: lis
     """``ccx-notification-writer --replay`` in a session of its own; killed with its workers after
     ``timeout``. Its processes (and ``extra_pids()``) are sampled for CPU and peak RSS meanwhile."""
     started = time.time()
-    process = subprocess.Popen([*(wrap or []), CLI, "--replay", "--group-id", group], env=env, cwd="/tmp",
+    process = subprocess.Popen([*(wrap or []), CLI, "--replay", "--group-id", group], env=env, cwd=private_cwd(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     sampler = procfs.ProcessSampler(process.pid, extra_pids).__enter__()
     line = kafka.Progress("draining", progress[1]) if progress else None

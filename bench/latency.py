@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import psycopg
 
 from bench.common import (
-    CLI, BenchFailure, MessageFactory, digest, log_time, migrated_store, parse_log, shrunk_report, verify, writer_env,
+    CLI, BenchFailure, MessageFactory, digest, log_time, migrated_store, parse_log, private_cwd, shrunk_report, verify,
+    writer_env,
 )
 from bench.measure import Setup
 from writer import sample_messages
@@ -79,7 +80,7 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
         with psycopg.connect(store.conninfo(), autocommit=True) as connection:
             connection.execute(_LATENCY_SQL)
         env = writer_env(store, setup.broker, topic, 2, "ccxw-bench-latency", setup.extra_env)
-        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env, cwd="/tmp",
+        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env, cwd=private_cwd(),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)

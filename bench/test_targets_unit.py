@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -114,3 +115,15 @@ def test_user_options_kept_for_a_database_per_run(monkeypatch, tmp_path):
     assert writer["options"] == "-c work_mem=64MB"
     assert writer["dbname"] == "ccxw_bench_db"
     assert conninfo_to_dict(store.conninfo("a"))["options"] == "-c work_mem=64MB"
+
+
+def test_the_writer_runs_in_a_private_empty_directory():
+    """Not /tmp, where anybody's config.toml would configure the writer under test."""
+    from bench.common import private_cwd
+
+    directory = private_cwd()
+    assert os.path.realpath(directory) != os.path.realpath(tempfile.gettempdir())
+    assert os.listdir(directory) == []
+    assert os.stat(directory).st_uid == os.getuid()
+    assert os.stat(directory).st_mode & 0o077 == 0
+    assert private_cwd() == directory
