@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import uuid
 
 from confluent_kafka import KafkaException
@@ -191,7 +190,7 @@ def run(args) -> int:
     if args.postgres:
         target = PgTarget.from_conninfo(args.postgres, args.schema_only)
     else:
-        target = PgTarget.local(tempfile.mkdtemp(prefix="ccxw-bench-"), args.schema_only)
+        target = PgTarget.local(args.schema_only)
     broker = None
     output: list[str] = []
     report: dict = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "arguments": {

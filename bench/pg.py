@@ -8,6 +8,8 @@ The writer is pointed at a schema through ``pg_params``: ``options=-csearch_path
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 
@@ -38,6 +40,7 @@ class PgTarget:
     dbname: str  # where to connect to create databases, or the database the schemas go into
     schema_only: bool
     embedded: object | None = None
+    workdir: str | None = None  # the embedded server's data lives here; removed by cleanup()
 
     @classmethod
     def from_conninfo(cls, conninfo: str, schema_only: bool) -> PgTarget:
@@ -57,9 +60,15 @@ class PgTarget:
         return cls({k: str(v) for k, v in params.items()}, dbname, schema_only)
 
     @classmethod
-    def local(cls, workdir: str, schema_only: bool) -> PgTarget:
-        server, embedded = find_or_start_postgres(workdir)
-        return cls({"host": server.host, "port": str(server.port), "user": server.user}, "postgres", schema_only, embedded)
+    def local(cls, schema_only: bool) -> PgTarget:
+        workdir = tempfile.mkdtemp(prefix="ccxw-bench-")
+        try:
+            server, embedded = find_or_start_postgres(workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return cls({"host": server.host, "port": str(server.port), "user": server.user}, "postgres", schema_only,
+                   embedded, workdir)
 
     def conninfo(self, dbname: str | None = None, **extra: str) -> str:
         return make_conninfo(**merge_params(self.params, {"dbname": dbname or self.dbname, **extra}))
@@ -92,6 +101,8 @@ class PgTarget:
     def cleanup(self) -> None:
         if self.embedded is not None:
             self.embedded.cleanup()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @dataclass

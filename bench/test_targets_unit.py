@@ -127,3 +127,11 @@ def test_the_writer_runs_in_a_private_empty_directory():
     assert os.stat(directory).st_uid == os.getuid()
     assert os.stat(directory).st_mode & 0o077 == 0
     assert private_cwd() == directory
+
+
+def test_local_target_removes_its_working_directory():
+    target = PgTarget.local(schema_only=False)
+    assert target.workdir is not None and os.path.isdir(target.workdir)
+    assert target.version()  # the server answers
+    target.cleanup()
+    assert not os.path.exists(target.workdir)
