@@ -28,12 +28,12 @@ import psycopg
 from bench import kafka, messages, procfs
 from bench.pg import PgTarget, Store
 from writer import sample_messages
+from writer.config import ENV_PREFIX as ENV
 from writer.copy_rows import encode_rows
 from writer.message import Row, parse_message
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
-ENV = "CCX_NOTIFICATION_WRITER__"
 LATEST_SCHEMA_VERSION = 8
 
 
@@ -163,9 +163,6 @@ def shrunk_report(size: str) -> bytes:
 
 def digest(report: bytes) -> str:
     return hashlib.md5(report).hexdigest()  # noqa: S324 - a fingerprint, compared with PostgreSQL's md5()
-
-
-MIXES = ("uniform", "varied")
 
 
 def message_values(count: int, mix: str, size: str, invalid_every: int = 0):

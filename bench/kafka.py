@@ -10,26 +10,20 @@ count is read back from the metadata.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from bench import procfs
+from writer.config import ENV_PREFIX as ENV
+from writer.kafka_options import silent_logger
 
-ENV = "CCX_NOTIFICATION_WRITER__"
 SECURITY_KEYS = ("security_protocol", "cert_path", "sasl_mechanism", "sasl_username", "sasl_password")
 
 
 class BrokerError(Exception):
     """The broker cannot be used for the benchmark (one line for the operator)."""
-
-
-def _quiet_logger() -> logging.Logger:
-    quiet = logging.getLogger("bench.librdkafka")
-    quiet.setLevel(logging.CRITICAL)
-    return quiet
 
 
 @dataclass
@@ -75,7 +69,7 @@ class Broker:
     def admin(self):
         from confluent_kafka.admin import AdminClient
 
-        return AdminClient({**self.options, "logger": _quiet_logger()})
+        return AdminClient({**self.options, "logger": silent_logger()})
 
     def check(self) -> str:
         from confluent_kafka import KafkaException
@@ -209,7 +203,7 @@ def produce(broker: Broker, topic: str, values, keys, count: int, producer_setti
     stats: list[dict] = []
     producer = Producer({
         **broker.options, **producer_settings, "message.max.bytes": 20_000_000, "statistics.interval.ms": 1000,
-        "stats_cb": lambda text: stats.append(json.loads(text)), "logger": _quiet_logger(),
+        "stats_cb": lambda text: stats.append(json.loads(text)), "logger": silent_logger(),
     })
     partitions, offsets = [-1] * count, [-1] * count
     failures: list = []
@@ -256,7 +250,7 @@ def check_retained(broker: Broker, topic: str, produced: Produced) -> None:
     """Every produced message is still on the broker (retention, or the mock's ~5 MiB per partition)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({**broker.options, "group.id": "ccxw-bench-watermarks", "logger": _quiet_logger()})
+    consumer = Consumer({**broker.options, "group.id": "ccxw-bench-watermarks", "logger": silent_logger()})
     try:
         counts = Counter(produced.partitions)
         for partition in sorted(counts):
@@ -279,7 +273,7 @@ class CommitWatcher:
         from confluent_kafka import Consumer, TopicPartition
 
         # A consumer that never subscribes never joins the group: it only reads the group's offsets.
-        self._consumer = Consumer({**broker.options, "group.id": group, "logger": _quiet_logger()})
+        self._consumer = Consumer({**broker.options, "group.id": group, "logger": silent_logger()})
         self._partitions = [TopicPartition(topic, p) for p in partitions]
 
     def committed(self) -> int:

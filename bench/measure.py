@@ -101,7 +101,7 @@ def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[
                   cpu_us_per_message=cpu_per_message(sampler, started, finished, rows, ("postgres", "broker")))
 
 
-def measure_writer(setup: Setup, backlog: Backlog, workers: int, label: str = "", prefilled: int = 0,
+def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int = 0,
                    wrap: list[str] | None = None) -> Result:
     store = migrated_store(setup.target, f"writer{workers}")
     application = f"ccxw-bench-writer-{uuid.uuid4().hex[:8]}"
@@ -118,7 +118,7 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, label: str = ""
             run = run_replay(env, group, timeout=120 + backlog.count / 100, extra_pids=setup.watched(sessions),
                              wrap=wrap, progress=(watcher, backlog.count) if watcher else None)
         if run.returncode != 0:
-            tail = "\n".join(json.dumps(line) for line in run.log[-15:]) + "\n".join(run.stderr_other[-15:])
+            tail = "\n".join([json.dumps(line) for line in run.log[-15:]] + run.stderr_other[-15:])
             raise BenchFailure(f"--replay with {workers} workers exited {run.returncode}:\n{tail}")
         summary = next((line for line in run.stdout.splitlines() if line.startswith("replay finished: ")), "")
         expected = f"messages {backlog.count}, stored {backlog.valid_count}, duplicates 0, rejected {backlog.count - backlog.valid_count}"
@@ -141,7 +141,7 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, label: str = ""
     events = f"{len(assigned)} assignment events" + (f", {failed_commits} failed offset commits" if failed_commits else "")
     supervisor_rss = run.sampler.peak_rss("supervisor").get(run.pid)
     return Result(
-        label or f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}", "writer", backlog.count, rows,
+        f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}", "writer", backlog.count, rows,
         end - begin, backlog.count / (end - begin), total, backlog.count / total, streams=workers,
         cpu_us_per_message=cpu_per_message(run.sampler, begin, end, backlog.count),
         worker_rss_kib=sorted(run.sampler.peak_rss("workers").values()), supervisor_rss_kib=supervisor_rss,

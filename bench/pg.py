@@ -17,9 +17,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench import procfs
-from writer.testing.postgres import find_or_start_postgres
+from writer.config import ENV_PREFIX as ENV
+from writer.testing.postgres import create_database, drop_database, find_or_start_postgres
 
-ENV = "CCX_NOTIFICATION_WRITER__"
 
 
 class TargetError(Exception):
@@ -88,15 +88,12 @@ class PgTarget:
             return connection.execute("SHOW server_version").fetchone()[0]
 
     def new_store(self, label: str) -> Store:
+        if not self.schema_only:
+            return Store(self, create_database(self.conninfo(), f"ccxw_bench_{label}_"), None)
         name = f"ccxw_bench_{label}_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(self.conninfo(), autocommit=True) as connection:
-            if self.schema_only:
-                connection.execute(f'CREATE SCHEMA "{name}"')
-            else:
-                connection.execute(f'CREATE DATABASE "{name}"')
-        if self.schema_only:
-            return Store(self, self.dbname, name)
-        return Store(self, name, None)
+            connection.execute(f'CREATE SCHEMA "{name}"')
+        return Store(self, self.dbname, name)
 
     def cleanup(self) -> None:
         if self.embedded is not None:
@@ -142,8 +139,8 @@ class Store:
         return env
 
     def drop(self) -> None:
-        with psycopg.connect(self.target.conninfo(self.database if self.schema else None), autocommit=True) as connection:
-            if self.schema:
-                connection.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-            else:
-                connection.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        if not self.schema:
+            drop_database(self.target.conninfo(), self.database)
+            return
+        with psycopg.connect(self.target.conninfo(self.database), autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')

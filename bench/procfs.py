@@ -221,9 +221,6 @@ class ProcessSampler:
             if track.role == "children":
                 track.role = roles.get(pid, default)
 
-    def roles(self) -> set[str]:
-        return {track.role for track in self.tracks.values()}
-
     def cpu_between(self, role: str, start: float, end: float) -> float | None:
         """CPU seconds the processes of ``role`` used between two wall-clock times; None if none was seen."""
         tracks = [t for t in self.tracks.values() if t.role == role]
