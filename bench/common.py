@@ -380,6 +380,32 @@ def parse_log(text: str) -> tuple[list[dict], list[str]]:
     return lines, other
 
 
+def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a process started with ``start_new_session`` and every process in its group (the writer's
+    workers): SIGTERM, then SIGKILL for what is left after ``grace`` seconds. Nothing left: no-op."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        process.poll()  # reap the leader, or its zombie keeps the group alive
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: list[str] | None = None,
                progress: tuple[kafka.CommitWatcher, int] | None = None) -> WriterRun:
     """``ccx-notification-writer --replay`` in a session of its own; killed with its workers after
@@ -396,7 +422,7 @@ def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: lis
                 break
             except subprocess.TimeoutExpired:
                 if time.time() - started > timeout:
-                    os.killpg(process.pid, signal.SIGKILL)
+                    stop_process_group(process, grace=0)
                     stdout, stderr = process.communicate()
                     raise BenchFailure(f"--replay did not finish within {timeout:.0f} s; its log ends with:\n{stderr[-3000:]}") from None
                 if line is not None and progress is not None:
@@ -404,6 +430,8 @@ def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: lis
                     if committed >= 0:
                         line.update(committed)
     finally:
+        # Ctrl-C or SIGTERM (SystemExit) while it runs: its session got no signal, so stop it here.
+        stop_process_group(process)
         sampler.stop()
         if line is not None:
             line.finish()

@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import sys
 import uuid
 
@@ -155,8 +156,15 @@ def parse_args(argv):
     return args
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, through every cleanup: the writer's processes, the topics, the
+    # databases (schemas) and the mock.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return run(args)
     except (BenchFailure, TargetError, kafka.BrokerError) as failure:
