@@ -37,6 +37,10 @@ CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
 LATEST_SCHEMA_VERSION = 8
 
 
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 class BenchFailure(Exception):
     """A run produced a wrong result (row count, duplicates, offsets) or could not run: exit 1."""
 
@@ -240,6 +244,8 @@ def produce_backlog(broker: kafka.Broker, topic: str, count: int, mix: str, size
         partition_count = broker.partitions(topic)
     except kafka.BrokerError as error:
         raise BenchFailure(str(error)) from None
+    if partition_count != partitions:
+        log(f"warning: topic {topic} has {partition_count} partitions, not --partitions {partitions} ({creation})")
     return Backlog(topic, mix, size, invalid_every, count, produced.partitions, produced.offsets, partition_count,
                    creation, produced)
 

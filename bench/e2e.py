@@ -336,8 +336,11 @@ def run(args) -> int:
                 log(f"scaling: backlog {count:,}, {rows_before:,} rows already in new_reports")
                 big = produce_backlog(broker, f"ccxw-bench.scale.{uuid.uuid4().hex[:8]}", count, args.message_mix,
                                       args.size, args.invalid_every, args.partitions)
-                big.prepare(batch_size, build_batches=False)
-                result = measure_writer(setup, big, 2, prefilled=rows_before)
+                try:
+                    big.prepare(batch_size, build_batches=False)
+                    result = measure_writer(setup, big, 2, prefilled=rows_before)
+                finally:
+                    broker.delete_topics([big.topic], log)
                 scaling.append(result)
                 log(f"  {result.rate:,.0f} messages/s, worker RSS {[mib(k) for k in result.worker_rss_kib]} MiB; {result.note}")
             report["scaling"] = [dataclasses.asdict(r) for r in scaling]

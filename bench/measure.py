@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from bench import ceiling, kafka, procfs
 from bench.common import (
-    Backlog, BenchFailure, SessionSampler, log_time, migrated_store, prefill, run_replay, verify, writer_env,
+    Backlog, BenchFailure, SessionSampler, log, log_time, migrated_store, prefill, run_replay, verify, writer_env,
 )
 from bench.pg import PgTarget
 
@@ -40,10 +40,6 @@ class Result:
     waits: str = ""
     note: str = ""
     prefilled: int = 0
-
-
-def log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 @dataclass
