@@ -33,6 +33,11 @@ class BrokerError(Exception):
 FALLBACK_CODES = ("_TIMED_OUT", "UNSUPPORTED_VERSION", "_UNSUPPORTED_FEATURE", "INVALID_REQUEST")
 
 
+# Processes that listen on a port for a broker elsewhere (a container, a pod, another host).
+PORT_FORWARDERS = frozenset({"docker-proxy", "rootlessport", "rootlesskit", "slirp4netns", "pasta", "socat",
+                             "kubectl", "oc", "ssh", "haproxy", "envoy", "nginx"})
+
+
 @dataclass
 class Broker:
     options: dict  # librdkafka options every benchmark client uses (bootstrap.servers, TLS, SASL)
@@ -172,11 +177,15 @@ class Broker:
         self.delete_topics(list(self.created), log)
 
     def local_pid(self) -> int | None:
-        """The broker process, when it runs on this host and /proc shows it (first bootstrap address)."""
+        """The broker process, when it runs on this host and /proc shows it (first bootstrap address);
+        None when what listens there is a port forwarder (its CPU is not the broker's)."""
         host, _, port = self.bootstrap.split(",")[0].strip().rpartition(":")
         if not port.isdigit() or not procfs.is_local_host(host.strip("[]")):
             return None
-        return procfs.listening_pid(int(port))
+        pid = procfs.listening_pid(int(port))
+        if pid is not None and procfs.command_name(pid) in PORT_FORWARDERS:
+            return None
+        return pid
 
     def stop(self) -> None:
         if self.mock is not None:

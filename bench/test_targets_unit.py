@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 
 from psycopg.conninfo import conninfo_to_dict
@@ -135,3 +137,25 @@ def test_local_target_removes_its_working_directory():
     assert target.version()  # the server answers
     target.cleanup()
     assert not os.path.exists(target.workdir)
+
+
+def test_a_port_forwarder_is_not_taken_for_the_broker():
+    """docker-proxy listening on the bootstrap port: its CPU is not the broker's, so none is reported."""
+    script = ("import socket, sys, time\n"
+              "open('/proc/self/comm', 'w').write('docker-proxy')\n"
+              "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+              "print(s.getsockname()[1], flush=True); time.sleep(60)\n")
+    proxy = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline())
+        assert procfs.command_name(proxy.pid) == "docker-proxy"
+        assert procfs.listening_pid(port) == proxy.pid
+        assert Broker({"bootstrap.servers": f"127.0.0.1:{port}"}, {}, "x").local_pid() is None
+    finally:
+        proxy.kill()
+        proxy.wait()
+    with socket.socket() as listener:  # the broker itself (here: this process) is measured
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert Broker({"bootstrap.servers": f"localhost:{port}"}, {}, "x").local_pid() == os.getpid()
