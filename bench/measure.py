@@ -63,7 +63,14 @@ class Setup:
         return pids
 
 
+# Sampled CPU figures (the writer's) over a window shorter than this many sampling intervals are
+# mostly interpolation: shown as "-".
+MIN_SAMPLED_INTERVALS = 20
+
+
 def cpu_per_message(sampler: procfs.ProcessSampler, start: float, end: float, count: int, roles=ROLES) -> dict:
+    if end - start < MIN_SAMPLED_INTERVALS * sampler.interval:
+        return {role: None for role in roles}
     figures = {}
     for role in roles:
         seconds = sampler.cpu_between(role, start, end)
@@ -76,25 +83,33 @@ def cpu_per_message(sampler: procfs.ProcessSampler, start: float, end: float, co
 def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[bytes]) -> Result:
     store = migrated_store(setup.target, f"ceiling{streams}")
     application = f"ccxw-bench-ceiling-{uuid.uuid4().hex[:8]}"
+    readings = []
     try:
-        with SessionSampler(store, application) as sessions, \
-                procfs.ProcessSampler(None, setup.watched(sessions)) as sampler:
+        with SessionSampler(store, application) as sessions:
+            watched = setup.watched(sessions)
+
             def backends_seen() -> None:
-                # The streams' backends must be sampled before the clock starts, or their CPU is missed.
+                # The streams' backends must be known before the clock starts, or their CPU is missed.
                 deadline = time.time() + 3
                 while len(sessions.backend_pids) < streams and time.time() < deadline:
                     time.sleep(0.02)
-                time.sleep(3 * sampler.interval)
+                readings.append(procfs.read_cpu(watched()))
 
-            started, finished = ceiling.run(store.conninfo(application), batches, streams, backends_seen)
+            def finished_writing() -> None:  # the streams hold their connections (backends) until this ran
+                readings.append(procfs.read_cpu(watched()))
+
+            started, finished = ceiling.run(store.conninfo(application), batches, streams, backends_seen,
+                                            finished_writing)
         rows = verify(store, backlog.expected)
     finally:
         if not setup.keep:
             store.drop()
     seconds = finished - started
+    # CPU read directly at the start and the end (no sampling: a ceiling run lasts well under a second).
+    cpu = {role: procfs.cpu_used(*readings, role) for role in ("postgres", "broker")}
     return Result(f"ceiling: COPY, {streams} stream{'s' if streams > 1 else ''}", "ceiling", rows, rows, seconds,
                   rows / seconds, streams=streams, waits=sessions.summary(),
-                  cpu_us_per_message=cpu_per_message(sampler, started, finished, rows, ("postgres", "broker")))
+                  cpu_us_per_message={role: None if used is None else 1e6 * used / rows for role, used in cpu.items()})
 
 
 def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int = 0,

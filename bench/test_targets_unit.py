@@ -77,14 +77,39 @@ def test_local_hosts():
     assert not procfs.is_local_host("192.0.2.1")  # TEST-NET-1: never this host
 
 
-def test_cpu_between_counts_only_the_window():
+def test_cpu_between_interpolates_at_the_window_edges():
     sampler = procfs.ProcessSampler(None)
     sampler.tracks[1] = procfs._Track("workers", started=0.0, samples=[(1.0, 0.5), (2.0, 1.0), (3.0, 2.5), (4.0, 3.0)])
     sampler.tracks[2] = procfs._Track("workers", started=2.5, samples=[(2.6, 0.2), (3.5, 0.7)])  # started inside
     sampler.tracks[3] = procfs._Track("postgres", started=0.0, samples=[(1.0, 9.0), (4.0, 9.5)])
-    assert sampler.cpu_between("workers", 2.0, 3.6) == (2.5 - 1.0) + (0.7 - 0.0)
-    assert sampler.cpu_between("postgres", 1.5, 3.9) == 0.0
+    # track 1: 1.0 at 2.0, 2.8 at 3.6 (between 2.5 at 3.0 and 3.0 at 4.0); track 2: 0 before its start,
+    # 0.7 after its last sample.
+    assert abs(sampler.cpu_between("workers", 2.0, 3.6) - ((2.8 - 1.0) + 0.7)) < 1e-9
+    # 9.0 + 0.5 * (0.5 / 3) at 1.5, 9.0 + 0.5 * (2.9 / 3) at 3.9
+    assert abs(sampler.cpu_between("postgres", 1.5, 3.9) - 0.4) < 1e-9
     assert sampler.cpu_between("broker", 0, 10) is None
+
+
+def test_sampled_cpu_per_message_needs_a_long_enough_window():
+    from bench.measure import cpu_per_message
+
+    sampler = procfs.ProcessSampler(None, interval=0.1)
+    sampler.tracks[1] = procfs._Track("workers", started=0.0, samples=[(t / 10, t / 20) for t in range(100)])
+    short = cpu_per_message(sampler, 1.0, 2.5, 100, ("workers",))  # 15 sampling intervals
+    assert short == {"workers": None}
+    long = cpu_per_message(sampler, 1.0, 4.0, 100, ("workers",))  # 30 intervals, 1.5 CPU seconds
+    assert abs(long["workers"] - 15_000) < 1e-6
+
+
+def test_cpu_read_directly_needs_both_readings():
+    before = {1: ("postgres", 2.0), 2: ("postgres", 5.0), 9: ("broker", 1.0)}
+    after = {1: ("postgres", 2.5), 2: ("postgres", 5.25), 9: ("broker", 1.0)}
+    assert procfs.cpu_used(before, after, "postgres") == 0.75
+    assert procfs.cpu_used(before, after, "broker") == 0.0
+    assert procfs.cpu_used(before, {1: ("postgres", 2.5)}, "postgres") is None  # pid 2 gone: unknown, not 0.5
+    assert procfs.cpu_used(before, after, "workers") is None
+    readings = procfs.read_cpu({os.getpid(): "me", 2**22 + 12345: "nobody"})
+    assert list(readings) == [os.getpid()] and readings[os.getpid()][0] == "me"
 
 
 def test_user_application_name_and_options_survive_schema_only(monkeypatch, tmp_path):
