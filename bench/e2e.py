@@ -284,7 +284,7 @@ def run(args) -> int:
             f"commit. Baseline: from its first message, on the first {args.baseline_messages:,} messages. % of COPY "
             "ceiling and x baseline use the first messages/s column. CPU µs/msg: user + system CPU time of each class "
             "of processes over the same window as messages/s, divided by the messages (ceiling: rows), from /proc "
-            "every 0.1 s; PostgreSQL = the run's own backends, broker = the process listening on the bootstrap port, "
+            "(writer: sampled every 0.1 s, interpolated, '-' for a window under 2 s; ceiling: read at its start and end); PostgreSQL = the run's own backends, broker = the process listening on the bootstrap port, "
             "unless it is a port forwarder such as docker-proxy; '-' where /proc cannot see them (not on this host). Peak RSS: VmHWM of each process from /proc. Rows "
             "marked 'best of' ran --repeat times, interleaved; the best is shown.",
             "",
