@@ -20,7 +20,7 @@ _COPY = "COPY new_reports ({}) FROM STDIN".format(", ".join(COLUMNS))
 _BATCHES: list[bytes] = []  # set before forking, inherited by the streams
 
 
-def _stream(conninfo: str, index: int, streams: int, ready, go, results) -> None:
+def _stream(conninfo: str, index: int, streams: int, ready, go, release, results) -> None:
     with psycopg.connect(conninfo) as connection:
         connection.execute("SET synchronous_commit = on")
         connection.commit()
@@ -32,17 +32,19 @@ def _stream(conninfo: str, index: int, streams: int, ready, go, results) -> None
                 copy.write(data)
             connection.commit()
         results.put((index, time.time(), len(mine)))
+        release.wait(60)  # the backend stays until the parent has read its CPU time
 
 
-def run(conninfo: str, batches: list[bytes], streams: int, on_ready=None) -> tuple[float, float]:
+def run(conninfo: str, batches: list[bytes], streams: int, on_ready=None, on_finished=None) -> tuple[float, float]:
     """Write ``batches`` with ``streams`` processes; returns the wall-clock times of go and of the last commit.
-    ``on_ready()`` runs once every stream is connected, before the clock starts."""
+    ``on_ready()`` runs once every stream is connected, before the clock starts; ``on_finished()`` once
+    every stream has committed, before they disconnect."""
     global _BATCHES
     _BATCHES = batches
     context = multiprocessing.get_context("fork")
-    ready, go = context.Barrier(streams + 1), context.Event()
+    ready, go, release = context.Barrier(streams + 1), context.Event(), context.Event()
     results = context.Queue()
-    processes = [context.Process(target=_stream, args=(conninfo, i, streams, ready, go, results)) for i in range(streams)]
+    processes = [context.Process(target=_stream, args=(conninfo, i, streams, ready, go, release, results)) for i in range(streams)]
     try:
         for process in processes:
             process.start()
@@ -52,11 +54,15 @@ def run(conninfo: str, batches: list[bytes], streams: int, on_ready=None) -> tup
         started = time.time()
         go.set()
         finished = [results.get(timeout=3600) for _ in processes]
+        if on_finished is not None:
+            on_finished()
+        release.set()
         for process in processes:
             process.join(60)
         if any(process.exitcode != 0 for process in processes):
             raise RuntimeError(f"a ceiling stream failed: exit codes {[p.exitcode for p in processes]}")
     finally:
+        release.set()
         _BATCHES = []
         for process in processes:
             if process.is_alive():

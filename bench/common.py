@@ -5,14 +5,17 @@ Everything here is measurement plumbing; nothing in ``writer/`` depends on it.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -25,17 +28,34 @@ import psycopg
 from bench import kafka, messages, procfs
 from bench.pg import PgTarget, Store
 from writer import sample_messages
+from writer.config import ENV_PREFIX as ENV
 from writer.copy_rows import encode_rows
 from writer.message import Row, parse_message
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
-ENV = "CCX_NOTIFICATION_WRITER__"
 LATEST_SCHEMA_VERSION = 8
+
+
+def log(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 class BenchFailure(Exception):
     """A run produced a wrong result (row count, duplicates, offsets) or could not run: exit 1."""
+
+
+_private_dir: str | None = None
+
+
+def private_cwd() -> str:
+    """An empty directory of this process's own (mode 0700), removed at exit: the writer's working
+    directory, so it reads no ./config.toml (a shared /tmp may hold anybody's)."""
+    global _private_dir
+    if _private_dir is None:
+        _private_dir = tempfile.mkdtemp(prefix="ccxw-bench-cwd-")
+        atexit.register(shutil.rmtree, _private_dir, True)
+    return _private_dir
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
@@ -57,7 +77,7 @@ def migrated_store(target: PgTarget, label: str) -> Store:
     try:
         for args in (["--db-init-migration"], ["--db-init"], ["--migrate", "latest"]):
             result = subprocess.run([CLI, *args], env=clean_env(store.env("ccxw-bench-migrate")), capture_output=True,
-                                    text=True, cwd="/tmp", timeout=120)
+                                    text=True, cwd=private_cwd(), timeout=120)
             if result.returncode != 0:
                 raise BenchFailure(f"{' '.join(args)} failed: {result.stderr.strip()}")
         with psycopg.connect(store.conninfo()) as connection:
@@ -149,9 +169,6 @@ def digest(report: bytes) -> str:
     return hashlib.md5(report).hexdigest()  # noqa: S324 - a fingerprint, compared with PostgreSQL's md5()
 
 
-MIXES = ("uniform", "varied")
-
-
 def message_values(count: int, mix: str, size: str, invalid_every: int = 0):
     """Messages 0..count-1, generated on the fly (100k middle-size messages are 1.4 GB): ``uniform``
     is the same ``size`` report every time, ``varied`` production-like (bench/messages.py); every
@@ -227,6 +244,8 @@ def produce_backlog(broker: kafka.Broker, topic: str, count: int, mix: str, size
         partition_count = broker.partitions(topic)
     except kafka.BrokerError as error:
         raise BenchFailure(str(error)) from None
+    if partition_count != partitions:
+        log(f"warning: topic {topic} has {partition_count} partitions, not --partitions {partitions} ({creation})")
     return Backlog(topic, mix, size, invalid_every, count, produced.partitions, produced.offsets, partition_count,
                    creation, produced)
 
@@ -367,12 +386,38 @@ def parse_log(text: str) -> tuple[list[dict], list[str]]:
     return lines, other
 
 
+def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a process started with ``start_new_session`` and every process in its group (the writer's
+    workers): SIGTERM, then SIGKILL for what is left after ``grace`` seconds. Nothing left: no-op."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        process.poll()  # reap the leader, or its zombie keeps the group alive
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: list[str] | None = None,
                progress: tuple[kafka.CommitWatcher, int] | None = None) -> WriterRun:
     """``ccx-notification-writer --replay`` in a session of its own; killed with its workers after
     ``timeout``. Its processes (and ``extra_pids()``) are sampled for CPU and peak RSS meanwhile."""
     started = time.time()
-    process = subprocess.Popen([*(wrap or []), CLI, "--replay", "--group-id", group], env=env, cwd="/tmp",
+    process = subprocess.Popen([*(wrap or []), CLI, "--replay", "--group-id", group], env=env, cwd=private_cwd(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     sampler = procfs.ProcessSampler(process.pid, extra_pids).__enter__()
     line = kafka.Progress("draining", progress[1]) if progress else None
@@ -383,7 +428,7 @@ def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: lis
                 break
             except subprocess.TimeoutExpired:
                 if time.time() - started > timeout:
-                    os.killpg(process.pid, signal.SIGKILL)
+                    stop_process_group(process, grace=0)
                     stdout, stderr = process.communicate()
                     raise BenchFailure(f"--replay did not finish within {timeout:.0f} s; its log ends with:\n{stderr[-3000:]}") from None
                 if line is not None and progress is not None:
@@ -391,6 +436,8 @@ def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: lis
                     if committed >= 0:
                         line.update(committed)
     finally:
+        # Ctrl-C or SIGTERM (SystemExit) while it runs: its session got no signal, so stop it here.
+        stop_process_group(process)
         sampler.stop()
         if line is not None:
             line.finish()

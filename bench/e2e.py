@@ -31,8 +31,8 @@ import datetime
 import json
 import os
 import platform
+import signal
 import sys
-import tempfile
 import uuid
 
 from confluent_kafka import KafkaException
@@ -156,8 +156,15 @@ def parse_args(argv):
     return args
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, through every cleanup: the writer's processes, the topics, the
+    # databases (schemas) and the mock.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return run(args)
     except (BenchFailure, TargetError, kafka.BrokerError) as failure:
@@ -191,7 +198,7 @@ def run(args) -> int:
     if args.postgres:
         target = PgTarget.from_conninfo(args.postgres, args.schema_only)
     else:
-        target = PgTarget.local(tempfile.mkdtemp(prefix="ccxw-bench-"), args.schema_only)
+        target = PgTarget.local(args.schema_only)
     broker = None
     output: list[str] = []
     report: dict = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "arguments": {
@@ -277,8 +284,8 @@ def run(args) -> int:
             f"commit. Baseline: from its first message, on the first {args.baseline_messages:,} messages. % of COPY "
             "ceiling and x baseline use the first messages/s column. CPU µs/msg: user + system CPU time of each class "
             "of processes over the same window as messages/s, divided by the messages (ceiling: rows), from /proc "
-            "every 0.1 s; PostgreSQL = the run's own backends, broker = the process listening on the bootstrap port; "
-            "'-' where /proc cannot see them (not on this host). Peak RSS: VmHWM of each process from /proc. Rows "
+            "(writer: sampled every 0.1 s, interpolated, '-' for a window under 2 s; ceiling: read at its start and end); PostgreSQL = the run's own backends, broker = the process listening on the bootstrap port, "
+            "unless it is a port forwarder such as docker-proxy; '-' where /proc cannot see them (not on this host). Peak RSS: VmHWM of each process from /proc. Rows "
             "marked 'best of' ran --repeat times, interleaved; the best is shown.",
             "",
             "PostgreSQL sessions of each run (pg_stat_activity sampled every 50 ms; verb:wait_event_type:wait_event, CPU = no wait):",
@@ -329,8 +336,11 @@ def run(args) -> int:
                 log(f"scaling: backlog {count:,}, {rows_before:,} rows already in new_reports")
                 big = produce_backlog(broker, f"ccxw-bench.scale.{uuid.uuid4().hex[:8]}", count, args.message_mix,
                                       args.size, args.invalid_every, args.partitions)
-                big.prepare(batch_size, build_batches=False)
-                result = measure_writer(setup, big, 2, prefilled=rows_before)
+                try:
+                    big.prepare(batch_size, build_batches=False)
+                    result = measure_writer(setup, big, 2, prefilled=rows_before)
+                finally:
+                    broker.delete_topics([big.topic], log)
                 scaling.append(result)
                 log(f"  {result.rate:,.0f} messages/s, worker RSS {[mib(k) for k in result.worker_rss_kib]} MiB; {result.note}")
             report["scaling"] = [dataclasses.asdict(r) for r in scaling]

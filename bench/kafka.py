@@ -1,24 +1,24 @@
 """Which Kafka the benchmark uses and how: a broker the user names (with the service's own TLS/SASL
 settings) or a librdkafka mock cluster it starts; topics of its own; producing a backlog.
 
-Nothing here assumes which kind of broker answers. A topic is created with CreateTopics when the
-broker names a controller that can serve it; when it names none, or answers that the request is
-unsupported, the topic is created by the first produce (broker auto-creation) and its partition
-count is read back from the metadata.
+Nothing here assumes which kind of broker answers a given address. A topic is created with
+CreateTopics; when the broker's answer is a timeout (librdkafka's mock: "waiting for controller")
+or that the request is unsupported, the first produce creates it (broker auto-creation), its
+partition count is read back from the metadata, and later topics go the same way.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 from bench import procfs
+from writer.config import ENV_PREFIX as ENV
+from writer.kafka_options import silent_logger
 
-ENV = "CCX_NOTIFICATION_WRITER__"
 SECURITY_KEYS = ("security_protocol", "cert_path", "sasl_mechanism", "sasl_username", "sasl_password")
 
 
@@ -26,10 +26,16 @@ class BrokerError(Exception):
     """The broker cannot be used for the benchmark (one line for the operator)."""
 
 
-def _quiet_logger() -> logging.Logger:
-    quiet = logging.getLogger("bench.librdkafka")
-    quiet.setLevel(logging.CRITICAL)
-    return quiet
+# What a broker answers to CreateTopics when the benchmark should let the first produce create the
+# topic instead. _TIMED_OUT is what librdkafka's mock cluster gives ("Failed while waiting for
+# controller": it names controller 0 while its only broker is 1), seen in this repository's tests.
+# The other three are what an old or restricted broker is expected to answer; no test has seen them.
+FALLBACK_CODES = ("_TIMED_OUT", "UNSUPPORTED_VERSION", "_UNSUPPORTED_FEATURE", "INVALID_REQUEST")
+
+
+# Processes that listen on a port for a broker elsewhere (a container, a pod, another host).
+PORT_FORWARDERS = frozenset({"docker-proxy", "rootlessport", "rootlesskit", "slirp4netns", "pasta", "socat",
+                             "kubectl", "oc", "ssh", "haproxy", "envoy", "nginx"})
 
 
 @dataclass
@@ -38,7 +44,10 @@ class Broker:
     writer_env: dict[str, str]  # the same settings as the writer's environment variables
     label: str
     mock: object | None = None  # the MockKafka the benchmark started, stopped at the end
-    created: list[str] = field(default_factory=list)  # topics to delete at the end
+    created: list[str] = field(default_factory=list)  # topics of the benchmark's that exist: to delete
+    no_admin: str = ""  # why topics are left to auto-creation (what the broker answered), once known
+    admin_timeout: float = 10.0  # seconds for CreateTopics/DeleteTopics, waiting for a controller included
+    _admin: object | None = field(default=None, repr=False)
 
     @property
     def bootstrap(self) -> str:
@@ -70,12 +79,16 @@ class Broker:
 
         mock = MockKafka()
         return cls({"bootstrap.servers": mock.bootstrap_servers, "client.id": "ccxw-bench"}, {},
-                   "librdkafka mock cluster started by the benchmark", mock)
+                   "librdkafka mock cluster started by the benchmark", mock,
+                   no_admin="the benchmark's own mock cluster, which creates topics on first produce")
 
     def admin(self):
-        from confluent_kafka.admin import AdminClient
+        """One AdminClient for every metadata and topic request of this run."""
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
 
-        return AdminClient({**self.options, "logger": _quiet_logger()})
+            self._admin = AdminClient({**self.options, "logger": silent_logger()})
+        return self._admin
 
     def check(self) -> str:
         from confluent_kafka import KafkaException
@@ -86,41 +99,47 @@ class Broker:
             raise BrokerError(f"no Kafka broker answered at {self.bootstrap}: {error.args[0].str()}") from None
         return f"{len(metadata.brokers)} broker(s)"
 
-    def _controller_known(self) -> tuple[bool, str]:
-        metadata = self.admin().list_topics(timeout=15)
-        if metadata.controller_id in metadata.brokers:
-            return True, ""
-        return False, f"the broker names no usable controller (controller id {metadata.controller_id})"
-
     def create_topic(self, name: str, partitions: int, replication_factor: int = -1) -> str:
-        """Create ``name``; returns how: "CreateTopics" or "auto-created on first produce (<why>)"."""
-        from confluent_kafka import KafkaError, KafkaException
+        """Create ``name``; returns how: "CreateTopics" or "auto-created on first produce (<why>)".
+
+        A topic CreateTopics made is recorded for deletion at once; one left to auto-creation only
+        when a produce to it succeeded (``record_produced``)."""
+        from confluent_kafka import KafkaException
         from confluent_kafka.admin import NewTopic
 
-        self.created.append(name)
-        usable, why = self._controller_known()
-        if usable:
+        if not self.no_admin:
             future = self.admin().create_topics(
                 [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)],
-                operation_timeout=30, request_timeout=30,
+                operation_timeout=self.admin_timeout, request_timeout=self.admin_timeout,
             )[name]
             try:
                 future.result()
-                self._wait_for_topic(name)
-                return "CreateTopics"
             except KafkaException as error:
-                code = error.args[0].code()
-                unsupported = (KafkaError.UNSUPPORTED_VERSION, KafkaError._UNSUPPORTED_FEATURE, KafkaError.INVALID_REQUEST)
-                if code not in unsupported:
-                    raise BrokerError(f"cannot create topic {name}: {error.args[0].str()}") from None
-                why = f"CreateTopics refused as unsupported: {error.args[0].str()}"
-        return f"auto-created on first produce: {why}"
+                answer = error.args[0]
+                if answer.name() not in FALLBACK_CODES:
+                    raise BrokerError(f"cannot create topic {name}: {answer.str()}") from None
+                if not self._topic_exists(name):  # a timeout may still have created it
+                    self.no_admin = f"CreateTopics answered {answer.name()}: {answer.str()}"
+                    return f"auto-created on first produce ({self.no_admin})"
+            self.created.append(name)
+            self._wait_for_topic(name)
+            return "CreateTopics"
+        return f"auto-created on first produce ({self.no_admin})"
+
+    def record_produced(self, name: str) -> None:
+        """A produce to ``name`` succeeded: the topic exists (auto-created if need be) and is the benchmark's."""
+        if name not in self.created:
+            self.created.append(name)
+
+    def _topic_exists(self, name: str) -> bool:
+        # Metadata for all topics: asking for this one by name would let the broker auto-create it.
+        topic = self.admin().list_topics(timeout=10).topics.get(name)
+        return topic is not None and topic.error is None and bool(topic.partitions)
 
     def _wait_for_topic(self, name: str, timeout: float = 30) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
-            topic = self.admin().list_topics(name, timeout=10).topics.get(name)
-            if topic is not None and topic.error is None and topic.partitions:
+            if self._topic_exists(name):
                 return
             time.sleep(0.2)
         raise BrokerError(f"topic {name} was created but did not appear in the metadata within {timeout:.0f} s")
@@ -128,31 +147,45 @@ class Broker:
     def partitions(self, name: str) -> int:
         return len(self.admin().list_topics(name, timeout=10).topics[name].partitions)
 
-    def delete_created_topics(self, log) -> None:
-        if self.mock is not None or not self.created:
-            return  # the mock, with every topic in it, goes away when it stops
+    def delete_topics(self, names: list[str], log) -> None:
+        """Delete those of ``names`` the benchmark created; never raises (cleanup must not hide an earlier
+        failure): what it cannot delete it names for deletion by hand."""
         from confluent_kafka import KafkaException
 
+        mine = [name for name in names if name in self.created]
+        if not mine:
+            return
+        for name in mine:
+            self.created.remove(name)
+        if self.mock is not None:
+            return  # the mock, with every topic in it, goes away when it stops
+        if self.no_admin:
+            log(f"topic(s) {', '.join(mine)} not deleted ({self.no_admin}); delete them by hand")
+            return
         try:
-            usable, why = self._controller_known()
-            if not usable:
-                log(f"topics {', '.join(self.created)} not deleted ({why}); delete them by hand")
-                return
-            for name, future in self.admin().delete_topics(self.created, operation_timeout=30, request_timeout=30).items():
+            futures = self.admin().delete_topics(mine, operation_timeout=self.admin_timeout,
+                                                 request_timeout=self.admin_timeout)
+            for name, future in futures.items():
                 try:
                     future.result()
                 except KafkaException as error:
                     log(f"topic {name} not deleted: {error.args[0].str()}; delete it by hand")
-        except KafkaException as error:  # cleanup must not hide what went wrong before it
-            log(f"topics {', '.join(self.created)} not deleted: {error.args[0].str()}; delete them by hand")
-        self.created.clear()
+        except KafkaException as error:
+            log(f"topic(s) {', '.join(mine)} not deleted: {error.args[0].str()}; delete them by hand")
+
+    def delete_created_topics(self, log) -> None:
+        self.delete_topics(list(self.created), log)
 
     def local_pid(self) -> int | None:
-        """The broker process, when it runs on this host and /proc shows it (first bootstrap address)."""
+        """The broker process, when it runs on this host and /proc shows it (first bootstrap address);
+        None when what listens there is a port forwarder (its CPU is not the broker's)."""
         host, _, port = self.bootstrap.split(",")[0].strip().rpartition(":")
         if not port.isdigit() or not procfs.is_local_host(host.strip("[]")):
             return None
-        return procfs.listening_pid(int(port))
+        pid = procfs.listening_pid(int(port))
+        if pid is not None and procfs.command_name(pid) in PORT_FORWARDERS:
+            return None
+        return pid
 
     def stop(self) -> None:
         if self.mock is not None:
@@ -206,10 +239,16 @@ def produce(broker: Broker, topic: str, values, keys, count: int, producer_setti
     """Produce ``count`` messages; each one's (partition, offset) from its acknowledgement."""
     from confluent_kafka import Producer
 
-    stats: list[dict] = []
+    # librdkafka reports cumulative statistics every second: only the latest one is kept (and parsed).
+    stats = {"reports": 0, "last": ""}
+
+    def keep_latest(text: str) -> None:
+        stats["reports"] += 1
+        stats["last"] = text
+
     producer = Producer({
         **broker.options, **producer_settings, "message.max.bytes": 20_000_000, "statistics.interval.ms": 1000,
-        "stats_cb": lambda text: stats.append(json.loads(text)), "logger": _quiet_logger(),
+        "stats_cb": keep_latest, "logger": silent_logger(),
     })
     partitions, offsets = [-1] * count, [-1] * count
     failures: list = []
@@ -236,16 +275,18 @@ def produce(broker: Broker, topic: str, values, keys, count: int, producer_setti
     remaining = producer.flush(300)
     progress.update(count, force=True)
     progress.finish()
+    if any(offset >= 0 for offset in offsets):
+        broker.record_produced(topic)
     if remaining or failures:
         raise BrokerError(f"produce to {topic}: {remaining} unacknowledged, failures: {failures[:3]}")
     # One more statistics report after the last acknowledgement, for the byte counts.
-    seen = len(stats)
+    seen = stats["reports"]
     deadline = time.time() + 5
-    while len(stats) == seen and time.time() < deadline:
+    while stats["reports"] == seen and time.time() < deadline:
         producer.poll(0.2)
     message_bytes = wire_bytes = 0
-    if stats:
-        last = stats[-1]
+    if stats["last"]:
+        last = json.loads(stats["last"])
         message_bytes = sum(p["txbytes"] for p in last["topics"].get(topic, {}).get("partitions", {}).values()
                             if p["partition"] >= 0)
         wire_bytes = sum(b["txbytes"] for b in last["brokers"].values())
@@ -256,7 +297,7 @@ def check_retained(broker: Broker, topic: str, produced: Produced) -> None:
     """Every produced message is still on the broker (retention, or the mock's ~5 MiB per partition)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({**broker.options, "group.id": "ccxw-bench-watermarks", "logger": _quiet_logger()})
+    consumer = Consumer({**broker.options, "group.id": "ccxw-bench-watermarks", "logger": silent_logger()})
     try:
         counts = Counter(produced.partitions)
         for partition in sorted(counts):
@@ -279,7 +320,7 @@ class CommitWatcher:
         from confluent_kafka import Consumer, TopicPartition
 
         # A consumer that never subscribes never joins the group: it only reads the group's offsets.
-        self._consumer = Consumer({**broker.options, "group.id": group, "logger": _quiet_logger()})
+        self._consumer = Consumer({**broker.options, "group.id": group, "logger": silent_logger()})
         self._partitions = [TopicPartition(topic, p) for p in partitions]
 
     def committed(self) -> int:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import psycopg
 
 from bench.common import (
-    CLI, BenchFailure, MessageFactory, digest, log_time, migrated_store, parse_log, shrunk_report, verify, writer_env,
+    CLI, BenchFailure, MessageFactory, digest, log, log_time, migrated_store, parse_log, private_cwd, shrunk_report,
+    stop_process_group, verify, writer_env,
 )
 from bench.measure import Setup
 from writer import sample_messages
@@ -52,9 +53,7 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
     """The service (not replay) with 2 workers; messages at ``rate``/s, LastChecked = produce time."""
     from confluent_kafka import Producer
 
-    store = migrated_store(setup.target, "latency")
     topic = f"ccxw-bench.latency.{uuid.uuid4().hex[:8]}"
-    setup.broker.create_topic(topic, setup.partitions)
     factory = MessageFactory(size)
     compression = "lz4" if setup.broker.given else "zstd"
     producer = Producer({**setup.broker.options, "compression.type": compression, "linger.ms": 5})
@@ -72,15 +71,19 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
                          value=factory.encoded(number, datetime.datetime.now(datetime.timezone.utc)))
 
     first_number = 50_000_000
-    send(first_number)  # the topic exists (created now, or by this produce) before the service subscribes
-    producer.flush(10)
-    process = None
+    process = store = None
     try:
+        store = migrated_store(setup.target, "latency")
+        setup.broker.create_topic(topic, setup.partitions)
+        send(first_number)  # the topic exists (created now, or by this produce) before the service subscribes
+        producer.flush(10)
+        if delivered:
+            setup.broker.record_produced(topic)
         with psycopg.connect(store.conninfo(), autocommit=True) as connection:
             connection.execute(_LATENCY_SQL)
         env = writer_env(store, setup.broker, topic, 2, "ccxw-bench-latency", setup.extra_env)
-        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env, cwd="/tmp",
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env, cwd=private_cwd(),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
         reader.start()
@@ -127,10 +130,11 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
         report = digest(shrunk_report(size))
         verify(store, {(cluster, offset): report for cluster, offset in delivered.items()})
     finally:
-        if process is not None and process.poll() is None:
-            process.kill()
-        if not setup.keep:
+        if process is not None:
+            stop_process_group(process)
+        if store is not None and not setup.keep:
             store.drop()
+        setup.broker.delete_topics([topic], log)
     commit = [float(c) for c, _ in measured]
     copy = [float(i) for _, i in measured]
     return Latency(rate, seconds, len(measured), statistics.median(commit), percentile(commit, 0.99), max(commit),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from bench import ceiling, kafka, procfs
 from bench.common import (
-    Backlog, BenchFailure, SessionSampler, log_time, migrated_store, prefill, run_replay, verify, writer_env,
+    Backlog, BenchFailure, SessionSampler, log, log_time, migrated_store, prefill, run_replay, verify, writer_env,
 )
 from bench.pg import PgTarget
 
@@ -42,10 +42,6 @@ class Result:
     prefilled: int = 0
 
 
-def log(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
 @dataclass
 class Setup:
     target: PgTarget
@@ -67,7 +63,14 @@ class Setup:
         return pids
 
 
+# Sampled CPU figures (the writer's) over a window shorter than this many sampling intervals are
+# mostly interpolation: shown as "-".
+MIN_SAMPLED_INTERVALS = 20
+
+
 def cpu_per_message(sampler: procfs.ProcessSampler, start: float, end: float, count: int, roles=ROLES) -> dict:
+    if end - start < MIN_SAMPLED_INTERVALS * sampler.interval:
+        return {role: None for role in roles}
     figures = {}
     for role in roles:
         seconds = sampler.cpu_between(role, start, end)
@@ -80,28 +83,36 @@ def cpu_per_message(sampler: procfs.ProcessSampler, start: float, end: float, co
 def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[bytes]) -> Result:
     store = migrated_store(setup.target, f"ceiling{streams}")
     application = f"ccxw-bench-ceiling-{uuid.uuid4().hex[:8]}"
+    readings = []
     try:
-        with SessionSampler(store, application) as sessions, \
-                procfs.ProcessSampler(None, setup.watched(sessions)) as sampler:
+        with SessionSampler(store, application) as sessions:
+            watched = setup.watched(sessions)
+
             def backends_seen() -> None:
-                # The streams' backends must be sampled before the clock starts, or their CPU is missed.
+                # The streams' backends must be known before the clock starts, or their CPU is missed.
                 deadline = time.time() + 3
                 while len(sessions.backend_pids) < streams and time.time() < deadline:
                     time.sleep(0.02)
-                time.sleep(3 * sampler.interval)
+                readings.append(procfs.read_cpu(watched()))
 
-            started, finished = ceiling.run(store.conninfo(application), batches, streams, backends_seen)
+            def finished_writing() -> None:  # the streams hold their connections (backends) until this ran
+                readings.append(procfs.read_cpu(watched()))
+
+            started, finished = ceiling.run(store.conninfo(application), batches, streams, backends_seen,
+                                            finished_writing)
         rows = verify(store, backlog.expected)
     finally:
         if not setup.keep:
             store.drop()
     seconds = finished - started
+    # CPU read directly at the start and the end (no sampling: a ceiling run lasts well under a second).
+    cpu = {role: procfs.cpu_used(*readings, role) for role in ("postgres", "broker")}
     return Result(f"ceiling: COPY, {streams} stream{'s' if streams > 1 else ''}", "ceiling", rows, rows, seconds,
                   rows / seconds, streams=streams, waits=sessions.summary(),
-                  cpu_us_per_message=cpu_per_message(sampler, started, finished, rows, ("postgres", "broker")))
+                  cpu_us_per_message={role: None if used is None else 1e6 * used / rows for role, used in cpu.items()})
 
 
-def measure_writer(setup: Setup, backlog: Backlog, workers: int, label: str = "", prefilled: int = 0,
+def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int = 0,
                    wrap: list[str] | None = None) -> Result:
     store = migrated_store(setup.target, f"writer{workers}")
     application = f"ccxw-bench-writer-{uuid.uuid4().hex[:8]}"
@@ -118,7 +129,7 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, label: str = ""
             run = run_replay(env, group, timeout=120 + backlog.count / 100, extra_pids=setup.watched(sessions),
                              wrap=wrap, progress=(watcher, backlog.count) if watcher else None)
         if run.returncode != 0:
-            tail = "\n".join(json.dumps(line) for line in run.log[-15:]) + "\n".join(run.stderr_other[-15:])
+            tail = "\n".join([json.dumps(line) for line in run.log[-15:]] + run.stderr_other[-15:])
             raise BenchFailure(f"--replay with {workers} workers exited {run.returncode}:\n{tail}")
         summary = next((line for line in run.stdout.splitlines() if line.startswith("replay finished: ")), "")
         expected = f"messages {backlog.count}, stored {backlog.valid_count}, duplicates 0, rejected {backlog.count - backlog.valid_count}"
@@ -141,7 +152,7 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, label: str = ""
     events = f"{len(assigned)} assignment events" + (f", {failed_commits} failed offset commits" if failed_commits else "")
     supervisor_rss = run.sampler.peak_rss("supervisor").get(run.pid)
     return Result(
-        label or f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}", "writer", backlog.count, rows,
+        f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}", "writer", backlog.count, rows,
         end - begin, backlog.count / (end - begin), total, backlog.count / total, streams=workers,
         cpu_us_per_message=cpu_per_message(run.sampler, begin, end, backlog.count),
         worker_rss_kib=sorted(run.sampler.peak_rss("workers").values()), supervisor_rss_kib=supervisor_rss,

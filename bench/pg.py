@@ -8,6 +8,8 @@ The writer is pointed at a schema through ``pg_params``: ``options=-csearch_path
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 
@@ -15,13 +17,21 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bench import procfs
-from writer.testing.postgres import find_or_start_postgres
+from writer.config import ENV_PREFIX as ENV
+from writer.testing.postgres import create_database, drop_database, find_or_start_postgres
 
-ENV = "CCX_NOTIFICATION_WRITER__"
 
 
 class TargetError(Exception):
     """The PostgreSQL the user named cannot be used (one line for the operator)."""
+
+
+def merge_params(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """``base`` with ``extra`` on top, except ``options``: the user's are kept and ``extra``'s appended."""
+    merged = {**base, **extra}
+    if base.get("options") and extra.get("options"):
+        merged["options"] = f"{base['options']} {extra['options']}"
+    return merged
 
 
 @dataclass
@@ -30,6 +40,7 @@ class PgTarget:
     dbname: str  # where to connect to create databases, or the database the schemas go into
     schema_only: bool
     embedded: object | None = None
+    workdir: str | None = None  # the embedded server's data lives here; removed by cleanup()
 
     @classmethod
     def from_conninfo(cls, conninfo: str, schema_only: bool) -> PgTarget:
@@ -49,12 +60,18 @@ class PgTarget:
         return cls({k: str(v) for k, v in params.items()}, dbname, schema_only)
 
     @classmethod
-    def local(cls, workdir: str, schema_only: bool) -> PgTarget:
-        server, embedded = find_or_start_postgres(workdir)
-        return cls({"host": server.host, "port": str(server.port), "user": server.user}, "postgres", schema_only, embedded)
+    def local(cls, schema_only: bool) -> PgTarget:
+        workdir = tempfile.mkdtemp(prefix="ccxw-bench-")
+        try:
+            server, embedded = find_or_start_postgres(workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return cls({"host": server.host, "port": str(server.port), "user": server.user}, "postgres", schema_only,
+                   embedded, workdir)
 
     def conninfo(self, dbname: str | None = None, **extra: str) -> str:
-        return make_conninfo(**self.params, dbname=dbname or self.dbname, **extra)
+        return make_conninfo(**merge_params(self.params, {"dbname": dbname or self.dbname, **extra}))
 
     @property
     def local_host(self) -> bool:
@@ -71,19 +88,18 @@ class PgTarget:
             return connection.execute("SHOW server_version").fetchone()[0]
 
     def new_store(self, label: str) -> Store:
+        if not self.schema_only:
+            return Store(self, create_database(self.conninfo(), f"ccxw_bench_{label}_"), None)
         name = f"ccxw_bench_{label}_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(self.conninfo(), autocommit=True) as connection:
-            if self.schema_only:
-                connection.execute(f'CREATE SCHEMA "{name}"')
-            else:
-                connection.execute(f'CREATE DATABASE "{name}"')
-        if self.schema_only:
-            return Store(self, self.dbname, name)
-        return Store(self, name, None)
+            connection.execute(f'CREATE SCHEMA "{name}"')
+        return Store(self, self.dbname, name)
 
     def cleanup(self) -> None:
         if self.embedded is not None:
             self.embedded.cleanup()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 @dataclass
@@ -119,13 +135,12 @@ class Store:
         password = params.pop("password", None)
         if password:
             env[ENV + "STORAGE__PG_PASSWORD"] = password
-        params.update(self.session_params(application_name))
-        env[ENV + "STORAGE__PG_PARAMS"] = make_conninfo(**params)
+        env[ENV + "STORAGE__PG_PARAMS"] = make_conninfo(**merge_params(params, self.session_params(application_name)))
         return env
 
     def drop(self) -> None:
-        with psycopg.connect(self.target.conninfo(self.database if self.schema else None), autocommit=True) as connection:
-            if self.schema:
-                connection.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-            else:
-                connection.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        if not self.schema:
+            drop_database(self.target.conninfo(), self.database)
+            return
+        with psycopg.connect(self.target.conninfo(self.database), autocommit=True) as connection:
+            connection.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')

@@ -221,11 +221,9 @@ class ProcessSampler:
             if track.role == "children":
                 track.role = roles.get(pid, default)
 
-    def roles(self) -> set[str]:
-        return {track.role for track in self.tracks.values()}
-
     def cpu_between(self, role: str, start: float, end: float) -> float | None:
-        """CPU seconds the processes of ``role`` used between two wall-clock times; None if none was seen."""
+        """CPU seconds the processes of ``role`` used between two wall-clock times, interpolated between
+        the samples around each; None if none was seen."""
         tracks = [t for t in self.tracks.values() if t.role == role]
         if not tracks:
             return None
@@ -236,10 +234,33 @@ class ProcessSampler:
 
 
 def _cpu_at(track: _Track, moment: float) -> float:
-    """CPU time at ``moment``: the last sample before it; 0 if the process started after it."""
-    before = [cpu for when, cpu in track.samples if when <= moment]
-    if before:
-        return before[-1]
-    if track.started is not None and track.started >= moment:
-        return 0.0
-    return track.samples[0][1]  # started before the window, first seen inside it: an estimate
+    """CPU time at ``moment``, linear between the samples around it (from 0 at the process start when
+    it was first seen after ``moment``); the last sample after the last one."""
+    samples = track.samples
+    if track.started is not None and track.started < samples[0][0]:
+        samples = [(track.started, 0.0), *samples]
+    if moment <= samples[0][0]:
+        return 0.0 if track.started is not None and track.started >= moment else samples[0][1]
+    for (t0, c0), (t1, c1) in zip(samples, samples[1:]):
+        if t0 <= moment <= t1:
+            return c0 + (c1 - c0) * (moment - t0) / (t1 - t0) if t1 > t0 else c1
+    return samples[-1][1]
+
+
+def read_cpu(pids: dict[int, str]) -> dict[int, tuple[str, float]]:
+    """Each process's role and CPU seconds right now (processes /proc no longer shows are left out)."""
+    readings = {}
+    for pid, role in pids.items():
+        cpu = cpu_seconds(pid)
+        if cpu is not None:
+            readings[pid] = (role, cpu)
+    return readings
+
+
+def cpu_used(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], role: str) -> float | None:
+    """CPU seconds the processes of ``role`` used between two ``read_cpu`` readings; None if one of them
+    was not read both times (then the figure would be wrong)."""
+    pids = {pid for pid, (r, _) in before.items() if r == role} | {pid for pid, (r, _) in after.items() if r == role}
+    if not pids or any(pid not in before or pid not in after for pid in pids):
+        return None
+    return sum(after[pid][1] - before[pid][1] for pid in pids)

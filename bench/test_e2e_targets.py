@@ -1,7 +1,8 @@
 """The benchmark on targets it did not start: a broker in a process of its own reached through
 --bootstrap-servers, and a PostgreSQL database named with --postgres, used with --schema-only.
 
-Small backlogs (a few hundred messages): these check that the benchmark runs and verifies its rows
+Both run the benchmark's quick mode (every section: sweep with ceiling, baseline, latency, scaling)
+with a small main backlog (--messages): they check that the benchmark runs and verifies its rows
 there, and that it leaves the service's topics and tables alone; speed is its output, not checked.
 """
 
@@ -11,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -19,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from writer.testing.postgres import create_database, drop_database, find_or_start_postgres
+from writer.testing.postgres import drop_database, find_or_start_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_TOPICS = ("ccx.ocp.results", "ccx.service.dead-letters", "ccx.service.tracker")
@@ -72,8 +73,8 @@ def test_benchmark_on_a_broker_it_did_not_start(second_broker, tmp_path):
         "CCX_NOTIFICATION_WRITER__BROKER__DEAD_LETTER_TOPIC": SERVICE_TOPICS[1],
         "CCX_NOTIFICATION_WRITER__TRACKER__TOPIC": SERVICE_TOPICS[2],
     }
-    result = run_benchmark("--bootstrap-servers", second_broker, "--messages", "500", "--workers", "1,2",
-                           "--skip", "baseline", "--json", str(results), env=service_env)
+    result = run_benchmark("--bootstrap-servers", second_broker, "--quick", "--messages", "500", "--workers", "1,2",
+                           "--json", str(results), env=service_env)
     assert result.returncode == 0, result.stderr[-4000:]
 
     report = json.loads(results.read_text())
@@ -89,43 +90,70 @@ def test_benchmark_on_a_broker_it_did_not_start(second_broker, tmp_path):
     assert set(writers) == set(ceilings) == {1, 2}
     for workers, run in writers.items():
         assert run["rows"] == 500, run
-        assert len(run["worker_rss_kib"]) == workers, run
-        assert run["cpu_us_per_message"]["workers"] is not None, run  # the workers were seen in /proc
+        assert len(run["worker_rss_kib"]) == workers, run  # the workers were seen in /proc
+        # Sampled CPU figures only for windows of 20 sampling intervals (2 s) or more.
+        assert (run["cpu_us_per_message"]["workers"] is None) == (run["seconds"] < 2.0), run
+    for run in ceilings.values():  # read directly at the ceiling's start and end: the broker runs here
         assert run["cpu_us_per_message"]["broker"] is not None, run
+        assert run["cpu_us_per_message"]["postgres"] is not None, run
     assert "| this writer: --replay, 2 workers | 500 |" in result.stdout
+    assert [run["messages"] for run in report["runs"] if run["kind"] == "baseline"] == [500]
+    assert report["latency"]["messages"] > 0 and report["latency"]["exit_status"] == 0
+    assert [(run["messages"], run["prefilled"]) for run in report["scaling"]] == [(1000, 0), (3000, 0), (3000, 20_000)]
+    # This broker answers CreateTopics with a timeout waiting for a controller: the benchmark falls back
+    # to auto-creation, says so, and names the topics it could not delete.
+    assert "auto-created on first produce (CreateTopics answered _TIMED_OUT" in backlog["topic_creation"]
+    assert "not deleted (CreateTopics answered _TIMED_OUT" in result.stderr
 
     after = {topic: end_offsets(second_broker, topic) for topic in SERVICE_TOPICS}
     assert after == before, "the benchmark wrote to the service's topics"
 
 
 @pytest.fixture
-def user_database():
-    """A database of a user who may not create databases: the benchmark gets only its name."""
-    workdir = tempfile.mkdtemp(prefix="ccxw-bench-test-")
-    server, embedded = find_or_start_postgres(workdir)
-    name = create_database(server.conninfo(), "ccxw_benchuser_")
-    conninfo = server.conninfo(name)
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        # The service's own table in the same database: must stay exactly as it is.
-        connection.execute("CREATE TABLE new_reports (cluster text PRIMARY KEY, report text)")
-        connection.execute("INSERT INTO new_reports VALUES ('the-service-row', '{}')")
-    yield conninfo
-    drop_database(server.conninfo(), name)
-    if embedded is not None:
-        embedded.cleanup()
+def user_database(tmp_path):
+    """A database owned by a role that may not create databases: the benchmark gets only its conninfo."""
+    server, embedded = find_or_start_postgres(str(tmp_path))
+    role = f"ccxw_benchrole_{uuid.uuid4().hex[:8]}"
+    name = f"ccxw_benchuser_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB NOCREATEROLE NOSUPERUSER')
+        admin.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+    conninfo = f"host={server.host} port={server.port} user={role} dbname={name}"
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            # The service's own table in the same database: must stay exactly as it is.
+            connection.execute("CREATE TABLE new_reports (cluster text PRIMARY KEY, report text)")
+            connection.execute("INSERT INTO new_reports VALUES ('the-service-row', '{}')")
+        yield conninfo
+    finally:
+        drop_database(server.conninfo(), name)
+        with psycopg.connect(server.conninfo(), autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        if embedded is not None:
+            embedded.cleanup()
+
+
+def test_the_user_database_role_may_not_create_databases(user_database):
+    """The fixture's premise: a benchmark falling back to CREATE DATABASE would fail with this role."""
+    with psycopg.connect(user_database, autocommit=True) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute('CREATE DATABASE "ccxw_bench_never"')
 
 
 @pytest.mark.timeout(600)
 def test_benchmark_in_schemas_of_a_named_database(user_database, tmp_path):
     results = tmp_path / "results.json"
-    result = run_benchmark("--postgres", user_database, "--schema-only", "--messages", "300", "--workers", "2",
-                           "--skip", "baseline", "--json", str(results))
+    result = run_benchmark("--postgres", user_database, "--schema-only", "--quick", "--messages", "300",
+                           "--workers", "2", "--json", str(results))
     assert result.returncode == 0, result.stderr[-4000:]
 
     report = json.loads(results.read_text())
     assert "a schema of its own per run" in report["postgres"]["where"]
     writers = [run for run in report["runs"] if run["kind"] == "writer"]
     assert [(run["streams"], run["rows"]) for run in writers] == [(2, 300)]
+    assert [run["rows"] for run in report["runs"] if run["kind"] == "baseline"] == [300]
+    assert report["latency"]["messages"] > 0 and report["latency"]["exit_status"] == 0
+    assert [run["messages"] for run in report["scaling"]] == [1000, 3000, 3000]
     with psycopg.connect(user_database) as connection:
         assert connection.execute("SELECT cluster FROM public.new_reports").fetchall() == [("the-service-row",)]
         schemas = [row[0] for row in connection.execute(

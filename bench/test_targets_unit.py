@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import tempfile
 
 from psycopg.conninfo import conninfo_to_dict
 
@@ -74,11 +77,110 @@ def test_local_hosts():
     assert not procfs.is_local_host("192.0.2.1")  # TEST-NET-1: never this host
 
 
-def test_cpu_between_counts_only_the_window():
+def test_cpu_between_interpolates_at_the_window_edges():
     sampler = procfs.ProcessSampler(None)
     sampler.tracks[1] = procfs._Track("workers", started=0.0, samples=[(1.0, 0.5), (2.0, 1.0), (3.0, 2.5), (4.0, 3.0)])
     sampler.tracks[2] = procfs._Track("workers", started=2.5, samples=[(2.6, 0.2), (3.5, 0.7)])  # started inside
     sampler.tracks[3] = procfs._Track("postgres", started=0.0, samples=[(1.0, 9.0), (4.0, 9.5)])
-    assert sampler.cpu_between("workers", 2.0, 3.6) == (2.5 - 1.0) + (0.7 - 0.0)
-    assert sampler.cpu_between("postgres", 1.5, 3.9) == 0.0
+    # track 1: 1.0 at 2.0, 2.8 at 3.6 (between 2.5 at 3.0 and 3.0 at 4.0); track 2: 0 before its start,
+    # 0.7 after its last sample.
+    assert abs(sampler.cpu_between("workers", 2.0, 3.6) - ((2.8 - 1.0) + 0.7)) < 1e-9
+    # 9.0 + 0.5 * (0.5 / 3) at 1.5, 9.0 + 0.5 * (2.9 / 3) at 3.9
+    assert abs(sampler.cpu_between("postgres", 1.5, 3.9) - 0.4) < 1e-9
     assert sampler.cpu_between("broker", 0, 10) is None
+
+
+def test_sampled_cpu_per_message_needs_a_long_enough_window():
+    from bench.measure import cpu_per_message
+
+    sampler = procfs.ProcessSampler(None, interval=0.1)
+    sampler.tracks[1] = procfs._Track("workers", started=0.0, samples=[(t / 10, t / 20) for t in range(100)])
+    short = cpu_per_message(sampler, 1.0, 2.5, 100, ("workers",))  # 15 sampling intervals
+    assert short == {"workers": None}
+    long = cpu_per_message(sampler, 1.0, 4.0, 100, ("workers",))  # 30 intervals, 1.5 CPU seconds
+    assert abs(long["workers"] - 15_000) < 1e-6
+
+
+def test_cpu_read_directly_needs_both_readings():
+    before = {1: ("postgres", 2.0), 2: ("postgres", 5.0), 9: ("broker", 1.0)}
+    after = {1: ("postgres", 2.5), 2: ("postgres", 5.25), 9: ("broker", 1.0)}
+    assert procfs.cpu_used(before, after, "postgres") == 0.75
+    assert procfs.cpu_used(before, after, "broker") == 0.0
+    assert procfs.cpu_used(before, {1: ("postgres", 2.5)}, "postgres") is None  # pid 2 gone: unknown, not 0.5
+    assert procfs.cpu_used(before, after, "workers") is None
+    readings = procfs.read_cpu({os.getpid(): "me", 2**22 + 12345: "nobody"})
+    assert list(readings) == [os.getpid()] and readings[os.getpid()][0] == "me"
+
+
+def test_user_application_name_and_options_survive_schema_only(monkeypatch, tmp_path):
+    """A --postgres string with its own application_name and options: no crash, the user's options kept
+    (the schema's search_path appended), the benchmark's application_name used (its sessions are found by it)."""
+    monkeypatch.chdir(tmp_path)  # no config.toml here
+    target = PgTarget({"host": "db.example", "port": "5432", "user": "bench", "application_name": "mine",
+                       "options": "-c statement_timeout=0"}, "userdb", schema_only=True)
+    store = Store(target, "userdb", "ccxw_bench_x")
+
+    mine = conninfo_to_dict(store.conninfo("ccxw-bench-run"))
+    assert mine["options"] == "-c statement_timeout=0 -csearch_path=ccxw_bench_x"
+    assert mine["application_name"] == "ccxw-bench-run"
+    assert mine["dbname"] == "userdb"
+    monitor = conninfo_to_dict(target.conninfo("userdb", application_name="ccxw-bench-monitor"))
+    assert monitor["application_name"] == "ccxw-bench-monitor"
+    assert monitor["options"] == "-c statement_timeout=0"
+
+    writer = conninfo_to_dict(writer_conninfo(writer_config.load(environ=store.env("ccxw-bench-writer-y"))))
+    assert writer["options"] == "-c statement_timeout=0 -csearch_path=ccxw_bench_x"
+    assert writer["application_name"] == "ccxw-bench-writer-y"
+
+
+def test_user_options_kept_for_a_database_per_run(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    target = PgTarget({"host": "db.example", "port": "5432", "user": "bench", "options": "-c work_mem=64MB"},
+                      "postgres", schema_only=False)
+    store = Store(target, "ccxw_bench_db", None)
+    writer = conninfo_to_dict(writer_conninfo(writer_config.load(environ=store.env("ccxw-bench-writer-z"))))
+    assert writer["options"] == "-c work_mem=64MB"
+    assert writer["dbname"] == "ccxw_bench_db"
+    assert conninfo_to_dict(store.conninfo("a"))["options"] == "-c work_mem=64MB"
+
+
+def test_the_writer_runs_in_a_private_empty_directory():
+    """Not /tmp, where anybody's config.toml would configure the writer under test."""
+    from bench.common import private_cwd
+
+    directory = private_cwd()
+    assert os.path.realpath(directory) != os.path.realpath(tempfile.gettempdir())
+    assert os.listdir(directory) == []
+    assert os.stat(directory).st_uid == os.getuid()
+    assert os.stat(directory).st_mode & 0o077 == 0
+    assert private_cwd() == directory
+
+
+def test_local_target_removes_its_working_directory():
+    target = PgTarget.local(schema_only=False)
+    assert target.workdir is not None and os.path.isdir(target.workdir)
+    assert target.version()  # the server answers
+    target.cleanup()
+    assert not os.path.exists(target.workdir)
+
+
+def test_a_port_forwarder_is_not_taken_for_the_broker():
+    """docker-proxy listening on the bootstrap port: its CPU is not the broker's, so none is reported."""
+    script = ("import socket, sys, time\n"
+              "open('/proc/self/comm', 'w').write('docker-proxy')\n"
+              "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+              "print(s.getsockname()[1], flush=True); time.sleep(60)\n")
+    proxy = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proxy.stdout.readline())
+        assert procfs.command_name(proxy.pid) == "docker-proxy"
+        assert procfs.listening_pid(port) == proxy.pid
+        assert Broker({"bootstrap.servers": f"127.0.0.1:{port}"}, {}, "x").local_pid() is None
+    finally:
+        proxy.kill()
+        proxy.wait()
+    with socket.socket() as listener:  # the broker itself (here: this process) is measured
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert Broker({"bootstrap.servers": f"localhost:{port}"}, {}, "x").local_pid() == os.getpid()

@@ -121,7 +121,9 @@ def produce(
 def _host(brokers: int) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"test.mock.num.brokers": brokers, "logger": _quiet_logger()})
+    from writer.kafka_options import silent_logger
+
+    producer = Producer({"test.mock.num.brokers": brokers, "logger": silent_logger()})
     metadata = producer.list_topics(timeout=10)
     print(",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values()), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -144,15 +146,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("brokers", nargs="?", type=int, default=1, help="number of brokers (default 1)")
     _host(parser.parse_args(argv).brokers)
-
-
-def _quiet_logger():
-    import logging
-
-    logger = logging.getLogger("kafka-mock")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
-    return logger
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def check_kafka(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
     from confluent_kafka.admin import AdminClient
 
     options = common_options(config)
-    options["logger"] = _silent_logger()
+    options["logger"] = silent_logger()
     admin = AdminClient(options)
     try:
         metadata = admin.list_topics(timeout=timeout)
@@ -76,11 +76,15 @@ def check_kafka(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
     return True, f"Kafka answered: brokers {brokers}; topic {topic} {known}"
 
 
-def _silent_logger():
+def silent_logger():
+    """A logger for librdkafka clients whose own log lines would only be noise (checks, tests, benchmarks)."""
     import logging
 
     from writer.logs import LIBRDKAFKA_LOGGER
 
-    quiet = logging.getLogger(LIBRDKAFKA_LOGGER + ".check")
+    quiet = logging.getLogger(LIBRDKAFKA_LOGGER + ".silent")
     quiet.setLevel(logging.CRITICAL)
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     return quiet
