@@ -97,15 +97,15 @@ def test_since_and_until_select_exactly_the_window(migrated_database, kafka_boot
     produced = produce_timed(kafka_bootstrap, topic, 300, first, MINUTE_MS, invalid_every=10)
     since, until = first + 100 * MINUTE_MS, first + 220 * MINUTE_MS  # messages 100..219
     env = service_env(migrated_database, kafka_bootstrap, topic)
-    group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
-    # The group has already committed past the window's first messages: the window, not the group, decides.
-    first_inside = {}
-    for m in produced:
-        if m.timestamp_ms >= since:
-            first_inside.setdefault(m.partition, m.offset)
-    _commit(kafka_bootstrap, topic, group, {p: offset + 3 for p, offset in first_inside.items()})
+    live_group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
+    group = live_group + "-replay"
+    # The replay group is already committed at the end of the topic: the window, not the group, decides
+    # where the replay starts and when it is done.
+    ends = end_offsets(kafka_bootstrap, topic)
+    _commit(kafka_bootstrap, topic, group, ends)
 
-    result, summary = run_replay(cli, env, tmp_path, "--since", rfc3339(since), "--until", rfc3339(until))
+    result, summary = run_replay(cli, env, tmp_path, "--since", rfc3339(since), "--until", rfc3339(until),
+                                 "--group-id", group)
 
     assert result.returncode == 0, result.stderr[-3000:]
     inside = [m for m in produced if since <= m.timestamp_ms < until]
@@ -126,9 +126,9 @@ def test_since_and_until_select_exactly_the_window(migrated_database, kafka_boot
     assert summary["since"] == datetime.datetime.fromtimestamp(since / 1000, datetime.timezone.utc).isoformat()
     assert f"skipped {before + len(first_after)} outside the window" in result.stdout
     # --until ended the replay at the window's end, not at the end offsets.
-    ends = end_offsets(kafka_bootstrap, topic)
     assert committed_offsets(kafka_bootstrap, topic, group, ends) == {p: first_after.get(p, ends[p]) for p in ends}
     assert all(first_after[p] < ends[p] for p in first_after)
+    assert all(offset < 0 for offset in committed_offsets(kafka_bootstrap, topic, live_group, ends).values())
 
 
 def test_partitions_replays_only_those_and_leaves_the_live_group_alone(
@@ -234,39 +234,58 @@ def _progress_lines(stderr: str) -> list[dict]:
     return lines
 
 
+def _writes_waiting(database) -> int:
+    with database.connect() as connection:
+        return connection.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE c.relname = 'new_reports' AND NOT l.granted").fetchone()[0]
+
+
 def test_progress_lines_without_a_terminal_and_gauges(migrated_database, kafka_bootstrap, topic, tmp_path):
     count, invalid_every = 3000, 20
-    produced = produce_timed(kafka_bootstrap, topic, count, now_ms() - HOUR_MS, 100, invalid_every=invalid_every)
-    rejected = sum(1 for m in produced if m.reason)
+    first = now_ms() - HOUR_MS
+    produced = produce_timed(kafka_bootstrap, topic, count, first, 100, invalid_every=invalid_every)
+    until = first + 2500 * 100  # messages 0..2499; each partition ends at its first later one
+    inside = [m for m in produced if m.timestamp_ms < until]
+    rejected = sum(1 for m in inside if m.reason)
     env = service_env(migrated_database, kafka_bootstrap, topic, processing__batch_size="100")
+    # While the table is locked every worker waits on its first write: nothing is done yet, exactly.
+    lock = migrated_database.connect(autocommit=False)
+    lock.execute("LOCK TABLE new_reports IN EXCLUSIVE MODE")
     # stdout and stderr are files here, not a terminal: "auto" means log lines.
-    service = Service(env, "--replay", "--progress-interval", "0.5")
-    gauges = {}
+    service = Service(env, "--replay", "--partitions", "0,1,2,3", "--until", rfc3339(until),
+                      "--progress-interval", "0.5")
     try:
         deadline = time.monotonic() + 60
-        while "ccx_notification_writer_replay_messages_planned" not in gauges and time.monotonic() < deadline:
-            try:
-                gauges = parse_metrics(service.get("/metrics")[1])
-            except OSError:
-                assert service.process.poll() is None, service.stderr[-3000:]
-                time.sleep(0.1)
+        while _writes_waiting(migrated_database) < 2 and time.monotonic() < deadline:
+            assert service.process.poll() is None, service.stderr[-3000:]
+            time.sleep(0.1)
+        gauges = parse_metrics(service.get("/metrics")[1])
+        lock.rollback()
         status = service.finish(180)
     finally:
+        lock.close()
         service.kill_all()
     assert status == 0, service.stderr[-3000:]
-    assert gauges["ccx_notification_writer_replay_messages_planned"] == count
-    assert 0 <= gauges["ccx_notification_writer_replay_messages_done"] <= count
+    name = "ccx_notification_writer_replay_"
+    assert {k[len(name):]: v for k, v in gauges.items() if k.startswith(name)} == {
+        "messages_planned": count, "messages_done": 0, "rate_messages_per_second": 0, "eta_seconds": -1,
+        "partitions_remaining": 4, "skipped_outside_window_total": 0}
 
     lines = _progress_lines(service.stderr)
     assert len(lines) >= 2
     for line in lines:
         assert line["level"] == "info" and line["total"] == count
-        assert 0 <= line["done"] <= count and line["rejected"] <= rejected
+        assert line["rejected"] <= rejected
         assert line["percent"] == round(100 * line["done"] / count, 1)
         assert line["message"].startswith(f"replay progress: {line['done']:,}/{count:,} messages")
     assert [line["done"] for line in lines] == sorted(line["done"] for line in lines)
+    # --until finished every partition before its end offset: done still reaches the total.
     last = lines[-1]
-    assert (last["done"], last["rejected"], last["stored"], last["eta_s"]) == (count, rejected, count - rejected, 0)
+    assert (last["done"], last["rejected"], last["stored"], last["eta_s"]) == (
+        count, rejected, len(inside) - rejected, 0)
+    # Skipped: each partition's first message past --until.
+    assert last["skipped_outside_window"] == len({m.partition for m in produced if m.timestamp_ms >= until})
     assert last["message"].endswith(f"ETA 0:00, rejected {rejected:,}")
 
 

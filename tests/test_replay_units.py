@@ -6,16 +6,20 @@ import argparse
 import datetime
 import json
 import logging
+from types import SimpleNamespace
 
 import pytest
+from confluent_kafka import TopicPartition
+from prometheus_client import CollectorRegistry
 
 from writer import exit_codes
 from writer.cli import build_parser
-from writer.progress import ProgressReporter, RateMeter, describe, figures, format_duration
-from writer.replay import starts_from_answers
+from writer.progress import ProgressReporter, RateMeter, ReplayGauges, describe, figures, format_duration
+from writer.replay import messages_done, partition_done, starts_from_answers
 from writer.replay_options import (
-    ReplayOptions, ReplayRequestError, Window, options_from_args, parse_partitions, parse_time,
+    ReplayOptions, ReplayRequestError, Window, check_group, options_from_args, parse_partitions, parse_time,
 )
+from writer.replay_worker import ReplayScope
 from writer.replay_summary import extend, format_line, write_json
 
 UTC = datetime.timezone.utc
@@ -107,13 +111,29 @@ def test_figures_from_counter_totals():
     totals = {"consumed_messages": 600.0, "replay_skipped_outside_window": 150.0, "stored_messages": 500.0,
               "duplicates_skipped": 40.0, "messages_rejected{reason=invalid_json}": 35.0,
               "messages_rejected{reason=empty_message}": 25.0}
-    f = figures(totals, 1000, 50.0, 12.0)
+    f = figures(totals, 750, 1000, 50.0, 12.0)
     assert (f.done, f.total, f.rejected, f.stored, f.duplicates, f.skipped) == (750, 1000, 60, 500, 40, 150)
     assert f.eta_s == 5.0 and f.percent == 75.0
     assert describe(f) == "750/1,000 messages (75.0%), 50 messages/s, ETA 0:05, rejected 60"
-    assert figures(totals, 1000, 0.0, 1.0).eta_s is None  # no rate yet: no estimate
-    assert figures({"consumed_messages": 1200.0}, 1000, 10.0, 1.0).done == 1000  # re-read messages do not overflow
-    assert figures({}, 0, 0.0, 0.0).percent == 100.0
+    assert figures(totals, 750, 1000, 0.0, 1.0).eta_s is None  # no rate yet: no estimate
+    assert figures({}, 0, 0, 0.0, 0.0).percent == 100.0
+
+
+def _plan(starts, ends, positions, finished=()):
+    size = max(ends) + 1
+    return SimpleNamespace(topic="t", starts=starts, ends=ends,
+                           planned_total=sum(ends[p] - starts[p] for p in ends),
+                           positions=[positions.get(p, 0) for p in range(size)],
+                           finished=[1 if p in finished else 0 for p in range(size)])
+
+
+def test_done_counts_offsets_behind_the_positions_and_finished_partitions_whole():
+    # 0: half way; 1: finished by --until at offset 130 of [100, 200); 2: at its end; 3: empty.
+    plan = _plan({0: 0, 1: 100, 2: 10, 3: 5}, {0: 50, 1: 200, 2: 20, 3: 5}, {0: 25, 1: 131, 2: 20, 3: 5}, {1})
+    assert messages_done(plan) == 25 + 100 + 10 + 0
+    assert [partition_done(plan, p) for p in range(4)] == [False, True, True, True]
+    plan.positions[0] = 50
+    assert messages_done(plan) == 160 == plan.planned_total  # all of [start, end) everywhere
 
 
 def test_rate_over_the_recent_window():
@@ -141,7 +161,8 @@ class _Clock:
 
 def test_log_lines_every_interval_with_the_figures(caplog):
     clock, done = _Clock(), {"n": 0}
-    reporter = ProgressReporter("log", 10.0, 1000, lambda: {"consumed_messages": float(done["n"])}, None, clock)
+    reporter = ProgressReporter("log", 10.0, 1000, lambda: {"consumed_messages": float(done["n"])},
+                                lambda: done["n"], None, clock)
     caplog.set_level(logging.INFO, logger="writer.progress")
     for second in range(0, 26):
         clock.now = float(second)
@@ -153,6 +174,29 @@ def test_log_lines_every_interval_with_the_figures(caplog):
     assert lines[0].getMessage() == "replay progress: 400/1,000 messages (40.0%), 40 messages/s, ETA 0:15, rejected 0"
     assert (lines[0].rate_per_s, lines[0].eta_s, lines[0].percent) == (40.0, 15.0, 40.0)
     assert lines[-1].eta_s == 0.0
+
+
+def test_gauges_carry_done_rate_eta_and_partitions_left_with_until():
+    # Two partitions of 100 offsets; partition 1 ends early at --until, so done reaches the total.
+    plan = _plan({0: 0, 1: 0}, {0: 100, 1: 100}, {0: 0, 1: 0})
+    registry = CollectorRegistry()
+    clock = _Clock()
+    reporter = ProgressReporter("off", 10.0, 200, lambda: {}, lambda: messages_done(plan),
+                                ReplayGauges("ns", registry), clock)
+    value = lambda name: registry.get_sample_value(f"ns_replay_{name}")  # noqa: E731
+    left = lambda: sum(1 for p in plan.ends if not partition_done(plan, p))  # noqa: E731
+
+    reporter.tick(left())
+    assert (value("messages_planned"), value("messages_done"), value("eta_seconds")) == (200, 0, -1)
+    assert value("partitions_remaining") == 2
+    clock.now, plan.positions[0], plan.positions[1] = 2.0, 60, 20
+    reporter.tick(left())
+    assert value("messages_done") == 80 and value("rate_messages_per_second") == 40.0
+    assert value("eta_seconds") == 3.0 and value("partitions_remaining") == 2
+    clock.now, plan.positions[0], plan.positions[1], plan.finished[1] = 4.0, 100, 31, 1  # --until at offset 30
+    reporter.tick(left())
+    assert value("messages_done") == 200 and value("rate_messages_per_second") == 50.0
+    assert value("eta_seconds") == 0.0 and value("partitions_remaining") == 0
 
 
 def test_summary_for_automation(tmp_path):
@@ -172,6 +216,25 @@ def test_summary_for_automation(tmp_path):
     write_json(str(path), stopped)
     assert json.loads(path.read_text())["exit_status"] == 8
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+@pytest.mark.parametrize("argv,group_id,refused", [
+    (["--replay", "--since", "6h"], None, True),
+    (["--replay", "--until", "1h"], "live", True),
+    (["--replay", "--since", "6h"], "replay-2026-11-29", False),
+    (["--replay", "--since", "6h", "--partitions", "0"], None, False),
+    (["--replay", "--since", "6h", "--dry-run"], None, False),
+    (["--replay"], None, False),
+])
+def test_a_window_never_commits_in_the_live_group(argv, group_id, refused):
+    options = options_from_args(build_parser().parse_args(argv), NOW, False)
+    if refused:
+        with pytest.raises(ReplayRequestError, match=r"would move the running service's group \(live\)"):
+            check_group(options, group_id, "live")
+    else:
+        check_group(options, group_id, "live")
+
+
 
 
 def test_start_offsets_use_only_answers_inside_the_partition():

@@ -98,6 +98,10 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
     except config_module.ConfigError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
     logs.configure(config["logging"]["debug"], config["logging"]["log_level"])
+    try:
+        replay_flags.check_group(replay_options, args.group_id, config["broker"]["group"])
+    except replay_flags.ReplayRequestError as error:
+        raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
 
     if operation == "show-configuration":
         _show_configuration(config)

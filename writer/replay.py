@@ -73,6 +73,22 @@ def starts_from_answers(answers: dict[int, int], lows: dict[int, int],
     return starts, unanswered
 
 
+def messages_done(plan: "ReplayPlan") -> int:
+    """Offsets of the replay a worker has finished with: a finished partition counts whole (``end - start``)."""
+    done = 0
+    for partition, end in plan.ends.items():
+        start = plan.starts[partition]
+        if plan.finished[partition]:
+            done += end - start
+        else:
+            done += max(0, min(plan.positions[partition], end) - start)
+    return done
+
+
+def partition_done(plan: "ReplayPlan", partition: int) -> bool:
+    return bool(plan.finished[partition]) or plan.positions[partition] >= plan.ends[partition]
+
+
 class ReplayTarget:
     """Reads the topic at start (partitions, watermarks, start offsets) and tells when the replay is done."""
 
@@ -109,7 +125,6 @@ class ReplayTarget:
         except ReplayRequestError:
             self._consumer.close()
             raise
-        self._tps = [TopicPartition(topic, p) for p in partitions]
         size = (max(partitions) + 1) if partitions else 1
         positions = context.Array("q", size, lock=False)
         finished = context.Array("b", size, lock=False)
@@ -160,28 +175,13 @@ class ReplayTarget:
                 starts[p] = ends[p] if self._reset == "latest" else lows[p]
         return starts
 
-    def partition_done(self, partition: int, committed: dict[int, int] | None) -> bool:
-        plan = self.plan
-        if plan.finished[partition]:
-            return True
-        progress = committed[partition] if committed is not None else plan.positions[partition]
-        return progress >= plan.ends[partition]
+    def remaining_partitions(self) -> int:
+        """Partitions the workers have not finished, from the positions they publish (never from a group's
+        committed offsets: a group committed at its end would end a --since replay before it began)."""
+        return sum(1 for p in self.plan.ends if not partition_done(self.plan, p))
 
-    def remaining_partitions(self) -> int | None:
-        """Partitions not yet finished; None when the group's committed offsets could not be read."""
-        from confluent_kafka import KafkaException
-
-        pending = [tp for tp in self._tps if self.plan.ends[tp.partition] > self.plan.starts[tp.partition]]
-        committed = None
-        if self.committing and pending:
-            try:
-                committed = {tp.partition: tp.offset for tp in self._consumer.committed(pending, timeout=5)}
-            except KafkaException:
-                return None
-        return sum(1 for tp in pending if not self.partition_done(tp.partition, committed))
-
-    def reached(self) -> bool:
-        return self.remaining_partitions() == 0
+    def messages_done(self) -> int:
+        return messages_done(self.plan)
 
     def close(self) -> None:
         self._consumer.close()
