@@ -222,6 +222,19 @@ def test_dry_run_changes_nothing_and_counts_what_a_real_replay_does(
     assert len(table_snapshot(migrated_database)) == len(valid)
 
 
+def test_since_after_the_last_message_replays_nothing(migrated_database, kafka_bootstrap, topic, cli, tmp_path):
+    # Every message is two hours old: a -1 from offsets_for_times (the mock answers nothing else) is
+    # confirmed by each partition's last timestamp, so each partition starts at its end and reads nothing.
+    produce_timed(kafka_bootstrap, topic, 40, now_ms() - 2 * HOUR_MS, 1000)
+    env = service_env(migrated_database, kafka_bootstrap, topic)
+
+    result, summary = run_replay(cli, env, tmp_path, "--since", "1h", "--partitions", "0,1,2,3")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (summary["planned"], summary["messages"], summary["skipped_outside_window"]) == (0, 0, 0)
+    assert summary["complete"] is True and len(table_snapshot(migrated_database)) == 0
+
+
 def _progress_lines(stderr: str) -> list[dict]:
     lines = []
     for text in stderr.splitlines():

@@ -218,6 +218,22 @@ def test_summary_for_automation(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
+def test_start_offsets_from_the_answers():
+    since = 1_000_000
+    lows, ends = {0: 0, 1: 100, 2: 5, 3: 0, 4: 0, 5: 0}, {0: 50, 1: 200, 2: 9, 3: 0, 4: 30, 5: 30}
+    # 0: inside; 1: below the earliest offset (wrong); 2: -1 and the last message is recent (the mock's -1);
+    # 3: empty, no answer; 4: -1 and the last message is older than since (a real "none"); 5: an error.
+    answers = {0: 20, 1: 40, 2: -1, 3: -1, 4: -1, 5: None}
+    last = {2: since, 4: since - 1, 5: 1}
+    assert starts_from_answers(answers, lows, ends, since, last) == (
+        {0: 20, 1: 100, 2: 5, 3: 0, 4: 30, 5: 0}, [1, 2, 3, 5])
+    assert starts_from_answers({0: -1}, {0: 0}, {0: 50}, since, {}) == ({0: 0}, [0])  # last message unknown
+    assert starts_from_answers({0: 50}, {0: 0}, {0: 50}, since, {}) == ({0: 50}, [])  # at the end: nothing to replay
+    assert starts_from_answers({0: 51}, {0: 0}, {0: 50}, since, {}) == ({0: 0}, [0])
+    # The whole offsets_for_times call failed: every partition from its earliest offset.
+    assert starts_from_answers(None, {0: 3, 1: 0}, {0: 50, 1: 9}, since, {0: 1}) == ({0: 3, 1: 0}, [0, 1])
+
+
 @pytest.mark.parametrize("argv,group_id,refused", [
     (["--replay", "--since", "6h"], None, True),
     (["--replay", "--until", "1h"], "live", True),
@@ -237,9 +253,3 @@ def test_a_window_never_commits_in_the_live_group(argv, group_id, refused):
 
 
 
-def test_start_offsets_use_only_answers_inside_the_partition():
-    lows, ends = {0: 0, 1: 100, 2: 5, 3: 0}, {0: 50, 1: 200, 2: 9, 3: 0}
-    answers = {0: 20, 1: 40, 2: -1}  # 1: below the earliest offset (wrong), 2: no answer (the mock), 3: missing
-    assert starts_from_answers(answers, lows, ends) == ({0: 20, 1: 100, 2: 5, 3: 0}, [1, 2, 3])
-    assert starts_from_answers({0: 50}, {0: 0}, {0: 50}) == ({0: 50}, [])  # at the end: nothing to replay
-    assert starts_from_answers({0: 51}, {0: 0}, {0: 50}) == ({0: 0}, [0])
