@@ -317,3 +317,37 @@ def test_interrupted_replay_says_so(migrated_database, kafka_bootstrap, topic, t
     summary = json.loads(path.read_text())
     assert summary["complete"] is False and summary["exit_status"] == 8 and summary["planned"] == 500
     assert service.stdout.startswith("replay stopped (exit status 8): messages ")
+def produce_in_a_transaction(bootstrap: str, topic: str, count: int) -> None:
+    """``count`` valid messages over every partition in one committed transaction: each partition's last
+    offset then holds the transaction's commit marker, which no consumer receives."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"test-{topic}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(count):
+        producer.produce(topic, value=sample_messages.encoded(i, "small_size"), key=f"key-{i}".encode())
+    producer.commit_transaction(30)
+
+
+def test_a_partition_ending_on_a_transaction_marker_is_finished(migrated_database, kafka_bootstrap, topic, cli,
+                                                                tmp_path):
+    produce_timed(kafka_bootstrap, topic, 40, now_ms() - HOUR_MS, 1000)
+    produce_in_a_transaction(kafka_bootstrap, topic, 40)
+    ends = end_offsets(kafka_bootstrap, topic)
+    assert sum(ends.values()) == 80 + 4  # a commit marker at the end of each partition
+    env = service_env(migrated_database, kafka_bootstrap, topic)
+    group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
+
+    path = tmp_path / "summary.json"
+    result = cli("--replay", "--summary-json", str(path), "--progress", "off", env=env, timeout=60)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(path.read_text())
+    assert summary["complete"] is True and summary["messages"] == 80 and summary["stored"] == 40
+    assert summary["duplicates"] == 40  # the transaction repeated the first 40 messages
+    assert len(table_snapshot(migrated_database)) == 40
+    # The group's offsets are past the markers: the live service does not read them again.
+    assert committed_offsets(kafka_bootstrap, topic, group, ends) == ends
+
+

@@ -253,3 +253,47 @@ def test_a_window_never_commits_in_the_live_group(argv, group_id, refused):
 
 
 
+class _Consumer:
+    def __init__(self) -> None:
+        self.paused = []
+
+    def pause(self, partitions) -> None:
+        self.paused.extend(tp.partition for tp in partitions)
+
+
+class _Event:
+    def __init__(self, partition: int, offset: int) -> None:
+        self._partition, self._offset = partition, offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def topic(self) -> str:
+        return "t"
+
+
+def _scope(positions, finished=()):
+    plan = _plan({0: 0, 1: 0, 2: 0}, {0: 10, 1: 10, 2: 10}, positions, finished)
+    plan.window, plan.self_assigned = Window(), False
+    return ReplayScope(plan, 0, 1, ""), plan
+
+
+def test_the_end_of_a_partition_at_or_past_its_end_offset_finishes_it():
+    # Partition 0 stands at 8 (offsets 8, 9: transaction markers no consumer receives): the consumer reports
+    # the end of the partition at 10. Partition 1 reports an end at 7 (below its end offset seen at start:
+    # not finished). Partition 2's end event comes past its end offset (new messages meanwhile).
+    scope, plan = _scope({0: 8, 1: 7, 2: 10})
+    next_offsets = {}
+    for event in (_Event(0, 10), _Event(1, 7), _Event(2, 12)):
+        scope.reached_end(event, next_offsets)
+    assert next_offsets == {("t", 0): 10, ("t", 2): 10}  # committed in a group: the end seen at start, no further
+    consumer = _Consumer()
+    scope.batch_finished(consumer)
+    assert list(plan.positions) == [10, 7, 10]
+    assert [partition_done(plan, p) for p in range(3)] == [True, False, True]
+    assert sorted(consumer.paused) == [0, 2]
+
+

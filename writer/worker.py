@@ -78,6 +78,8 @@ class Worker:
             group_id = replay.plan.private_group  # self-assigned: never the live group, even by mistake
         options = consumer_options(config, group_id)
         options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats, "logger": log})
+        if replay is not None:
+            options["enable.partition.eof"] = True  # a replay's partition may end on offsets no message fills
         self.consumer = Consumer(options)
         producer = None
         if config["broker"]["dead_letter_topic"] or config["tracker"]["topic"]:
@@ -193,6 +195,8 @@ class Worker:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
                     self.metrics.original["consuming_errors"].inc()
+                elif self.replay is not None:
+                    self.replay.reached_end(message, next_offsets)
                 continue
             if self.replay is not None and not self.replay.admits(message, next_offsets):
                 continue
@@ -209,7 +213,7 @@ class Worker:
             else:
                 rejections.append((message, result))
         if not consumed:
-            if next_offsets:  # only messages skipped outside a replay's window: they are done with
+            if next_offsets:  # only skipped messages or ends of partitions in a replay: they are done with
                 self._commit(next_offsets)
             return
 
