@@ -297,3 +297,7 @@ def test_the_end_of_a_partition_at_or_past_its_end_offset_finishes_it():
     assert sorted(consumer.paused) == [0, 2]
 
 
+def test_only_unfinished_partitions_are_resumed():
+    scope, plan = _scope({0: 10, 1: 4, 2: 3}, finished={2})
+    partitions = [TopicPartition("t", p) for p in (0, 1, 2, 7)]  # 7: not part of the replay
+    assert [tp.partition for tp in scope.unfinished(partitions)] == [1]

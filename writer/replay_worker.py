@@ -78,6 +78,10 @@ class ReplayScope:
     def _done(self, partition: int) -> bool:
         return partition_done(self.plan, partition)
 
+    def unfinished(self, partitions: list) -> list:
+        """Those of ``partitions`` the replay still reads (a finished one stays paused)."""
+        return [tp for tp in partitions if tp.partition in self.plan.ends and not self._done(tp.partition)]
+
     def reached_end(self, event, next_offsets: dict) -> None:
         """An end-of-partition event (its offset: where the consumer stands); see the module docstring."""
         partition, offset = event.partition(), event.offset()

@@ -253,7 +253,8 @@ class Worker:
         finally:
             if self.retrying_write:
                 self.retrying_write = False
-                self.consumer.resume(self.consumer.assignment())
+                assignment = self.consumer.assignment()
+                self.consumer.resume(self.replay.unfinished(assignment) if self.replay is not None else assignment)
                 self.status.database_ok(True)
         self.status.database_ok(True)
         return result
