@@ -185,12 +185,21 @@ def test_dry_run_changes_nothing_and_counts_what_a_real_replay_does(
     valid = [m for m in produced if m.cluster]
     already = [m.number for m in valid[::5]]  # a fifth of the valid ones are stored already
     _prestore(migrated_database, already)
+    # Keys repeated in later batches of partition 0 (batches of 50; the originals at offsets below 40, the
+    # repeats after offset ~100): 20 keys not stored yet, each twice in a row, and the stored ones once more.
+    early = [m for m in valid if m.partition == 0 and m.offset < 40]
+    not_stored = [m.number for m in early if m.number not in already][:20]
+    stored = [m.number for m in early if m.number in already]
+    assert len(not_stored) == 20 and stored
+    repeats = [n for n in not_stored for _ in range(2)] + stored
+    produce(kafka_bootstrap, topic, [sample_messages.encoded(n, "small_size") for n in repeats], partition=0)
     dead_letter_topic = topic + ".dlq"
     env = service_env(migrated_database, kafka_bootstrap, topic, broker__dead_letter_topic=dead_letter_topic,
-                      tracker__topic=topic + ".status")
+                      tracker__topic=topic + ".status", processing__batch_size="50")
     group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
     before = table_snapshot(migrated_database)
     ends = end_offsets(kafka_bootstrap, topic)
+    messages = 400 + len(repeats)
 
     dry, dry_summary = run_replay(cli, env, tmp_path, "--dry-run", name="dry")
 
@@ -204,20 +213,23 @@ def test_dry_run_changes_nothing_and_counts_what_a_real_replay_does(
         metadata.close()
     assert dead_letter_topic not in topics and topic + ".status" not in topics  # nothing was produced
     expected_reasons = dict(Counter(m.reason for m in produced if m.reason))
+    would_store, already_stored, repeated = len(valid) - len(already), len(already) + len(stored), 40
     assert dry_summary["dry_run"] is True
-    assert dry_summary["messages"] == 400
-    assert dry_summary["would_store"] == len(valid) - len(already)
-    assert dry_summary["already_stored"] == len(already)
+    assert dry_summary["messages"] == messages
+    assert dry_summary["would_store"] == would_store
+    assert dry_summary["already_stored"] == already_stored
+    assert dry_summary["repeated"] == repeated
     assert dry_summary["rejected_by_reason"] == expected_reasons
-    assert dry.stdout.startswith(f"dry run finished: messages 400, would store {len(valid) - len(already)}, "
-                                 f"already stored {len(already)}, would reject {400 - len(valid)}")
+    assert dry.stdout.startswith(f"dry run finished: messages {messages}, would store {would_store}, "
+                                 f"already stored {already_stored}, repeated {repeated}, "
+                                 f"would reject {400 - len(valid)}")
 
     real, real_summary = run_replay(cli, env, tmp_path, name="real")
 
     assert real.returncode == 0, real.stderr[-3000:]
     assert real_summary["messages"] == dry_summary["messages"]
     assert real_summary["stored"] == dry_summary["would_store"]
-    assert real_summary["duplicates"] == dry_summary["already_stored"]
+    assert real_summary["duplicates"] == dry_summary["already_stored"] + dry_summary["repeated"]
     assert real_summary["rejected_by_reason"] == dry_summary["rejected_by_reason"]
     assert len(table_snapshot(migrated_database)) == len(valid)
 

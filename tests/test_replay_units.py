@@ -203,12 +203,15 @@ def test_summary_for_automation(tmp_path):
     base = {"messages": 10, "stored": 7, "duplicates": 1, "rejected": 2, "rejected_by_reason": {"invalid_json": 2},
             "seconds": 2.0, "messages_per_second": 5.0}
     options = ReplayOptions(since=datetime.datetime(2026, 11, 29, 4, tzinfo=UTC), dry_run=True)
-    result = extend(base, {"replay_skipped_outside_window": 3.0}, options, None, exit_codes.OK)
-    assert result["would_store"] == 7 and result["already_stored"] == 1 and "stored" not in result
+    base_dry = dict(base, duplicates=3)
+    totals = {"replay_skipped_outside_window": 3.0, "replay_dry_run_already_stored": 1.0}
+    result = extend(base_dry, totals, options, None, exit_codes.OK)
+    assert (result["would_store"], result["already_stored"], result["repeated"]) == (7, 1, 2)
+    assert "stored" not in result and "duplicates" not in result
     assert result["complete"] is True and result["skipped_outside_window"] == 3
     assert format_line(result) == (
-        "dry run finished: messages 10, would store 7, already stored 1, would reject 2 (invalid_json 2), 2.00 s, "
-        "5 messages/s, skipped 3 outside the window; nothing written, no offset committed")
+        "dry run finished: messages 10, would store 7, already stored 1, repeated 2, would reject 2 (invalid_json 2), "
+        "2.00 s, 5 messages/s, skipped 3 outside the window; nothing written, no offset committed")
     stopped = extend(base, {}, ReplayOptions(), None, exit_codes.REPLAY_INCOMPLETE)
     assert stopped["complete"] is False and stopped["exit_status"] == 8
     assert format_line(stopped).startswith("replay stopped (exit status 8): messages 10, stored 7, duplicates 1,")

@@ -36,8 +36,10 @@ def extend(base: dict, totals: dict[str, float], options: ReplayOptions | None, 
     result["partitions"] = sorted(plan.ends) if plan is not None else None
     result["planned"] = plan.planned if plan is not None else None
     if options.dry_run:
+        # A real replay's duplicates are the rows already stored plus the keys repeated within the replay.
         result["would_store"] = result.pop("stored")
-        result["already_stored"] = result.pop("duplicates")
+        result["already_stored"] = int(totals.get("replay_dry_run_already_stored", 0))
+        result["repeated"] = result.pop("duplicates") - result["already_stored"]
     return result
 
 
@@ -52,7 +54,8 @@ def format_line(result: dict) -> str:
 
     if result["dry_run"]:
         text = (f"messages {result['messages']}, would store {result['would_store']}, "
-                f"already stored {result['already_stored']}, would reject {result['rejected']}{_reasons(result)}, "
+                f"already stored {result['already_stored']}, repeated {result['repeated']}, "
+                f"would reject {result['rejected']}{_reasons(result)}, "
                 f"{result['seconds']:.2f} s, {result['messages_per_second']:.0f} messages/s")
         head = "dry run finished" if result["complete"] else f"dry run stopped (exit status {result['exit_status']})"
     else:

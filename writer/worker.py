@@ -95,7 +95,8 @@ class Worker:
             from writer.dry_run import DryRunWriter
 
             # A dry run writes nothing anywhere: no rows, no dead letters, no tracker statuses.
-            self.writer, self.dead_letters, self.tracker = DryRunWriter(conninfo(config)), None, None
+            self.writer = DryRunWriter(conninfo(config), config["metrics"]["namespace"])
+            self.dead_letters, self.tracker = None, None
         retry_limit = config["storage"]["retry_max_seconds"]
         self.write_retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDatabaseError),
