@@ -254,6 +254,16 @@ def test_a_window_never_commits_in_the_live_group(argv, group_id, refused):
         check_group(options, group_id, "live")
 
 
+def test_a_window_in_the_live_group_is_a_one_line_configuration_error(cli, tmp_path):
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"complete": true}')  # an earlier run's
+    result = cli("--replay", "--since", "6h", "--summary-json", str(summary),
+                 env={"CCX_NOTIFICATION_WRITER__BROKER__GROUP": "live-group"})
+    assert result.returncode == exit_codes.CONFIGURATION_ERROR
+    assert result.stderr.strip().splitlines() == [
+        "ccx-notification-writer: --since/--until in a consumer group would move the running service's group "
+        "(live-group): name a replay group of its own with --group-id, or use --partitions or --dry-run"]
+    assert not summary.exists()
 
 
 class _Consumer:

@@ -88,6 +88,10 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
     from writer import config as config_module
     from writer import logs
 
+    if args.replay and args.summary_json:
+        from writer.replay_summary import discard_previous
+
+        discard_previous(args.summary_json)  # a failure before the end leaves no earlier run's summary behind
     try:
         replay_options = replay_flags.options_from_args(
             args, datetime.datetime.now(datetime.timezone.utc), sys.stderr.isatty())

@@ -9,7 +9,9 @@ Exit statuses (documented in the README, "Replay"):
   5 database, 6 metrics address).
 
 The JSON file is written whenever the replay started (also when it failed),
-with ``complete`` and ``exit_status``, so an automation reads one file.
+with ``complete`` and ``exit_status``, so an automation reads one file; a
+file left by an earlier run is removed first, so a replay that fails before
+it starts (exit status 1 or 4) leaves no file at all.
 """
 
 from __future__ import annotations
@@ -66,6 +68,16 @@ def format_line(result: dict) -> str:
     if result["dry_run"]:
         text += "; nothing written, no offset committed"
     return f"{head}: {text}"
+
+
+def discard_previous(path: str) -> None:
+    """Remove an earlier run's summary, so a replay that fails before it ends never leaves one to be read."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        pass  # options_from_args reports it
 
 
 def write_json(path: str, result: dict) -> None:
