@@ -329,6 +329,8 @@ def test_interrupted_replay_says_so(migrated_database, kafka_bootstrap, topic, t
     summary = json.loads(path.read_text())
     assert summary["complete"] is False and summary["exit_status"] == 8 and summary["planned"] == 500
     assert service.stdout.startswith("replay stopped (exit status 8): messages ")
+
+
 def produce_in_a_transaction(bootstrap: str, topic: str, count: int) -> None:
     """``count`` valid messages over every partition in one committed transaction: each partition's last
     offset then holds the transaction's commit marker, which no consumer receives."""
@@ -363,3 +365,38 @@ def test_a_partition_ending_on_a_transaction_marker_is_finished(migrated_databas
     assert committed_offsets(kafka_bootstrap, topic, group, ends) == ends
 
 
+def test_interrupted_after_rows_were_stored_counts_what_the_table_holds(migrated_database, kafka_bootstrap, topic,
+                                                                         tmp_path):
+    produce(kafka_bootstrap, topic, [sample_messages.encoded(i, "small_size") for i in range(200)], partition=0)
+    with migrated_database.connect() as connection:
+        # A write of offset 100 or later waits while the test holds advisory lock 4242.
+        connection.execute(
+            "CREATE FUNCTION hold_late_offsets() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.kafka_offset >= 100 THEN PERFORM pg_advisory_xact_lock_shared(4242); END IF;"
+            " RETURN NEW; END $$")
+        connection.execute("CREATE TRIGGER hold BEFORE INSERT ON new_reports FOR EACH ROW"
+                           " EXECUTE FUNCTION hold_late_offsets()")
+    env = service_env(migrated_database, kafka_bootstrap, topic, processing__batch_size="20")
+    path = tmp_path / "summary.json"
+    lock = migrated_database.connect()
+    lock.execute("SELECT pg_advisory_lock(4242)")
+    service = Service(env, "--replay", "--partitions", "0", "--summary-json", str(path), "--progress", "off")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not lock.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0]:
+            assert service.process.poll() is None, service.stderr[-3000:]
+            time.sleep(0.1)
+        service.process.send_signal(signal.SIGTERM)
+        lock.execute("SELECT pg_advisory_unlock(4242)")  # the batch under way finishes, then the worker stops
+        status = service.finish(120)
+    finally:
+        lock.close()
+        service.kill_all()
+    assert status == exit_codes.REPLAY_INCOMPLETE, service.stderr[-3000:]
+    summary = json.loads(path.read_text())
+    rows = len(table_snapshot(migrated_database))
+    assert 100 <= rows < 200  # everything before offset 100, then at most the batches under way
+    assert summary["complete"] is False and summary["exit_status"] == 8
+    assert summary["stored"] == rows and summary["messages"] == rows
+    assert summary["duplicates"] == 0 and summary["rejected"] == 0
