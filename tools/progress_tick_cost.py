@@ -37,11 +37,18 @@ def main(samples: int = 300) -> None:
         process = context.Process(target=_publish, args=(slot,))
         process.start()
         process.join()
+    from types import SimpleNamespace
+
     from writer.metrics import collect_multiprocess, totals
     from writer.progress import ProgressReporter, ReplayGauges
+    from writer.replay import messages_done
 
+    # Four partitions of 25,000 offsets, each 505 in, in shared arrays as the workers publish them.
+    plan = SimpleNamespace(starts=dict.fromkeys(range(4), 0), ends=dict.fromkeys(range(4), 25_000),
+                           positions=context.Array("q", [505] * 4, lock=False),
+                           finished=context.Array("b", 4, lock=False))
     reporter = ProgressReporter("log", 1.0, 100_000, lambda: totals(collect_multiprocess(directory), NAMESPACE),
-                                ReplayGauges(NAMESPACE))
+                                lambda: messages_done(plan), ReplayGauges(NAMESPACE))
     logging.disable(logging.CRITICAL)
     started = time.process_time()
     for _ in range(samples):

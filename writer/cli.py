@@ -96,6 +96,10 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
     from writer import config as config_module
     from writer import logs
 
+    if args.replay and args.summary_json:
+        from writer.replay_summary import discard_previous
+
+        discard_previous(args.summary_json)  # a failure before the end leaves no earlier run's summary behind
     try:
         replay_options = replay_flags.options_from_args(
             args, datetime.datetime.now(datetime.timezone.utc), sys.stderr.isatty())
@@ -106,6 +110,10 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
         config.check(config_module.LOGGING)  # every operation logs
         logs.setup(config)
     except config_module.ConfigError as error:
+        raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
+    try:
+        replay_flags.check_group(replay_options, args.group_id, config["broker"]["group"])
+    except replay_flags.ReplayRequestError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
 
     import logging

@@ -1,12 +1,23 @@
 """The write step of a dry run: what a batch would store, checked with one read-only query, writing nothing.
 
-``DryRunWriter`` has ``storage.BatchWriter``'s interface (``write``,
-``close``) and the same error contract: a transient failure raises
-``TransientDatabaseError`` (the worker retries the batch), any other
-``FatalDatabaseError``. The result counts as ``stored`` the rows whose
-primary key is not in ``new_reports`` yet (they would be stored) and as
-``duplicates`` those already there. It cannot foresee rows the database
-would refuse (a constraint or trigger): only a real write finds those.
+``DryRunWriter`` is a ``storage.BatchWriter`` (same connection handling, same
+error contract: a transient failure raises ``TransientDatabaseError`` and the
+worker retries the batch, any other ``FatalDatabaseError``) whose ``write``
+only counts:
+
+- ``stored``: rows whose primary key is neither in ``new_reports`` nor
+  counted as would-be stored earlier by this worker (a real replay stores it
+  once, then skips it);
+- ``duplicates``: the others. Those found in the table are also counted in
+  ``replay_dry_run_already_stored``, so the summary can tell "already stored"
+  from "repeated within the replay" (in-batch repeats, which the worker counts
+  as duplicates itself, and cross-batch ones).
+
+The keys counted as would-be stored are kept for the whole run (about 150
+bytes each). A key repeated in partitions read by two workers is counted as
+would-be stored by both: a real replay stores it once. A dry run cannot
+foresee rows the database would refuse (a constraint or trigger): only a
+real write finds those.
 
 The session is read-only (``default_transaction_read_only``), so the
 database itself refuses any write made through it.
@@ -15,10 +26,11 @@ database itself refuses any write made through it.
 from __future__ import annotations
 
 import psycopg
+from prometheus_client import Counter
 
 from writer.database import safe_error_text
 from writer.message import Row
-from writer.storage import FatalDatabaseError, TransientDatabaseError, WriteResult, is_transient
+from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteResult, is_transient
 
 # One query per batch: which of these primary keys are stored already.
 _STORED_KEYS = (
@@ -28,30 +40,27 @@ _STORED_KEYS = (
 )
 
 
-class DryRunWriter:
-    def __init__(self, conninfo: str) -> None:
-        self._conninfo = conninfo
-        self._connection: psycopg.Connection | None = None
+def already_stored_counter(namespace: str) -> Counter:
+    name = f"{namespace}_replay_dry_run_already_stored" if namespace else "replay_dry_run_already_stored"
+    return Counter(name, "Dry run: messages whose primary key is in new_reports already", registry=None)
 
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
-    def _connect(self) -> psycopg.Connection:
-        if self._connection is None or self._connection.closed or self._connection.broken:
-            self.close()
-            self._connection = psycopg.connect(
-                self._conninfo, autocommit=True, options="-c default_transaction_read_only=on")
-        return self._connection
+class DryRunWriter(BatchWriter):
+    def __init__(self, conninfo: str, namespace: str = "") -> None:
+        super().__init__(conninfo)
+        self.already_stored = already_stored_counter(namespace)
+        self._would_store: set[tuple] = set()
+
+    def _open(self) -> psycopg.Connection:
+        return psycopg.connect(self._conninfo, autocommit=True, options="-c default_transaction_read_only=on")
 
     def write(self, rows: list[Row]) -> WriteResult:
-        """Count ``rows`` (unique primary keys) as would-be stored or already stored; writes nothing."""
+        """Count ``rows`` (unique primary keys within the batch); writes nothing. See the module docstring."""
         result = WriteResult()
         if not rows:
             return result
         try:
-            stored = {
+            in_table = {
                 (org_id, cluster.rstrip(), updated_at)
                 for org_id, cluster, updated_at in self._connect().execute(
                     _STORED_KEYS,
@@ -64,10 +73,18 @@ class DryRunWriter:
             if is_transient(error):
                 raise TransientDatabaseError(safe_error_text(error)) from error
             raise FatalDatabaseError(safe_error_text(error)) from error
+        found = 0
         for row in rows:
-            if (row.org_id, row.cluster, row.updated_at) in stored:
+            key = row.key
+            if key in self._would_store:
                 result.duplicates += 1
+            elif key in in_table:
+                result.duplicates += 1
+                found += 1
             else:
+                self._would_store.add(key)
                 result.stored += 1
                 result.stored_bytes += len(row.report)
+        if found:
+            self.already_stored.inc(found)
         return result

@@ -1,7 +1,8 @@
 """Replay progress, reported by the supervisor from the counters the workers publish (multiprocess metrics).
 
-Figures: messages done (replayed or skipped outside the window) out of the
-total seen at start, the rate over the last ``RATE_WINDOW_S`` seconds, the
+Figures: messages done out of the total seen at start, both in offsets: the
+offsets behind the workers' published positions, a finished partition (end
+of the window, end of the partition) counting whole, the rate over the last ``RATE_WINDOW_S`` seconds, the
 ETA at that rate, and the rejections so far. Shown as a live bar (tqdm, on
 stderr) on a terminal, as one structured log line every ``interval``
 seconds otherwise, and always as gauges on /metrics.
@@ -41,12 +42,9 @@ class Figures:
         return 100.0 * self.done / self.total if self.total else 100.0
 
 
-def figures(totals: dict[str, float], total: int, rate: float, elapsed_s: float) -> Figures:
-    """Figures from counter totals (``metrics.totals`` names) and a rate; pure."""
-    consumed = int(totals.get("consumed_messages", 0))
+def figures(totals: dict[str, float], done: int, total: int, rate: float, elapsed_s: float) -> Figures:
+    """Figures from counter totals (``metrics.totals`` names), the offsets done and a rate; pure."""
     skipped = int(totals.get("replay_skipped_outside_window", 0))
-    # A message read twice (a worker restarted mid-batch) must not push the bar past its end.
-    done = min(consumed + skipped, total)
     rejected = int(sum(v for k, v in totals.items() if k.startswith("messages_rejected{")))
     eta = (total - done) / rate if rate > 0 else (0.0 if done >= total else None)
     return Figures(done, total, rate, eta, rejected, int(totals.get("stored_messages", 0)),
@@ -90,19 +88,19 @@ def log_fields(f: Figures) -> dict:
 class ReplayGauges:
     """Replay progress on /metrics; set by the supervisor only."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, registry=None) -> None:
         n = lambda name: f"{namespace}_{name}" if namespace else name  # noqa: E731
         mode = "mostrecent"
         self.total = Gauge(n("replay_messages_planned"), "Messages in the replay, seen at start",
-                           multiprocess_mode=mode, registry=None)
-        self.done = Gauge(n("replay_messages_done"), "Replayed messages so far (stored, duplicate, rejected or skipped)",
-                          multiprocess_mode=mode, registry=None)
+                           multiprocess_mode=mode, registry=registry)
+        self.done = Gauge(n("replay_messages_done"), "Offsets of the replay done so far (a finished partition counts whole)",
+                          multiprocess_mode=mode, registry=registry)
         self.rate = Gauge(n("replay_rate_messages_per_second"), "Replay rate over the last 30 s",
-                          multiprocess_mode=mode, registry=None)
+                          multiprocess_mode=mode, registry=registry)
         self.eta = Gauge(n("replay_eta_seconds"), "Estimated seconds left in the replay (-1: not known yet)",
-                         multiprocess_mode=mode, registry=None)
+                         multiprocess_mode=mode, registry=registry)
         self.partitions_left = Gauge(n("replay_partitions_remaining"), "Partitions the replay has not finished",
-                                     multiprocess_mode=mode, registry=None)
+                                     multiprocess_mode=mode, registry=registry)
 
     def set(self, f: Figures, partitions_left: int | None) -> None:
         self.total.set(f.total)
@@ -139,11 +137,13 @@ class ProgressReporter:
     """
 
     def __init__(self, mode: str, interval: float, total: int, read_totals: Callable[[], dict[str, float]],
-                 gauges: ReplayGauges | None, clock: Callable[[], float] = time.monotonic, stream=None) -> None:
+                 read_done: Callable[[], int], gauges: ReplayGauges | None,
+                 clock: Callable[[], float] = time.monotonic, stream=None) -> None:
         self.mode = mode
         self.interval = interval
         self.total = total
         self._read_totals = read_totals
+        self._read_done = read_done
         self._gauges = gauges
         self._clock = clock
         self._started = clock()
@@ -161,9 +161,8 @@ class ProgressReporter:
         if not force and now < self._next_sample:
             return None
         self._next_sample = now + min(SAMPLE_INTERVAL_S, self.interval)
-        totals = self._read_totals()
-        done = figures(totals, self.total, 0.0, 0.0).done
-        current = figures(totals, self.total, self._meter.add(now, done), now - self._started)
+        done = self._read_done()
+        current = figures(self._read_totals(), done, self.total, self._meter.add(now, done), now - self._started)
         self.last = current
         if self._gauges is not None:
             self._gauges.set(current, partitions_left)

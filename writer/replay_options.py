@@ -101,6 +101,20 @@ class ReplayOptions:
         return self.partitions is not None or self.dry_run
 
 
+def check_group(options: ReplayOptions | None, group_id: str | None, live_group: str) -> None:
+    """A windowed replay in a group commits the window's offsets there: never in the live service's group.
+
+    Raises ReplayRequestError unless the replay assigns its partitions itself (--partitions, --dry-run) or
+    --group-id names a group other than ``live_group`` ([broker] group).
+    """
+    if options is None or not options.window.bounded or options.self_assigned:
+        return
+    if group_id is None or group_id == live_group:
+        raise ReplayRequestError(
+            f"--since/--until in a consumer group would move the running service's group ({live_group}): "
+            "name a replay group of its own with --group-id, or use --partitions or --dry-run")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("replay (with --replay)")
     group.add_argument("-since", "--since", metavar="TIME",

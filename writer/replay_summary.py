@@ -9,7 +9,9 @@ Exit statuses (documented in the README, "Replay"):
   5 database, 6 metrics address).
 
 The JSON file is written whenever the replay started (also when it failed),
-with ``complete`` and ``exit_status``, so an automation reads one file.
+with ``complete`` and ``exit_status``, so an automation reads one file; a
+file left by an earlier run is removed first, so a replay that fails before
+it starts (exit status 1 or 4) leaves no file at all.
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ def extend(base: dict, totals: dict[str, float], options: ReplayOptions | None, 
     result["partitions"] = sorted(plan.ends) if plan is not None else None
     result["planned"] = plan.planned if plan is not None else None
     if options.dry_run:
+        # A real replay's duplicates are the rows already stored plus the keys repeated within the replay.
         result["would_store"] = result.pop("stored")
-        result["already_stored"] = result.pop("duplicates")
+        result["already_stored"] = int(totals.get("replay_dry_run_already_stored", 0))
+        result["repeated"] = result.pop("duplicates") - result["already_stored"]
     return result
 
 
@@ -52,7 +56,8 @@ def format_line(result: dict) -> str:
 
     if result["dry_run"]:
         text = (f"messages {result['messages']}, would store {result['would_store']}, "
-                f"already stored {result['already_stored']}, would reject {result['rejected']}{_reasons(result)}, "
+                f"already stored {result['already_stored']}, repeated {result['repeated']}, "
+                f"would reject {result['rejected']}{_reasons(result)}, "
                 f"{result['seconds']:.2f} s, {result['messages_per_second']:.0f} messages/s")
         head = "dry run finished" if result["complete"] else f"dry run stopped (exit status {result['exit_status']})"
     else:
@@ -63,6 +68,16 @@ def format_line(result: dict) -> str:
     if result["dry_run"]:
         text += "; nothing written, no offset committed"
     return f"{head}: {text}"
+
+
+def discard_previous(path: str) -> None:
+    """Remove an earlier run's summary, so a replay that fails before it ends never leaves one to be read."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        pass  # options_from_args reports it
 
 
 def write_json(path: str, result: dict) -> None:

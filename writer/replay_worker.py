@@ -12,6 +12,13 @@ Contract (``ReplayScope.admits``, called for every message of a batch, in order)
   the same group starts there;
 - every other message is replayed.
 
+``reached_end`` (an end-of-partition event, ``enable.partition.eof``) at or
+past a partition's end offset finishes it: its position becomes the end
+offset, which is committed with the batch in a group. The last offsets of a
+partition may hold no message a consumer receives (transaction markers,
+aborted messages; or the data is gone and the consumer was reset to the
+end), so waiting for the message at ``end - 1`` could last for ever.
+
 ``batch_finished`` publishes the partitions' positions and finished flags to
 the supervisor once the batch is stored and committed (or, in a dry run,
 counted); a worker that dies before that leaves them where they were, and the
@@ -25,7 +32,7 @@ import logging
 from confluent_kafka import TopicPartition
 from prometheus_client import Counter
 
-from writer.replay import ReplayPlan
+from writer.replay import ReplayPlan, partition_done
 
 log = logging.getLogger("writer.replay")
 
@@ -69,7 +76,20 @@ class ReplayScope:
                 if tp.partition in self.plan.ends else tp for tp in partitions]
 
     def _done(self, partition: int) -> bool:
-        return bool(self.plan.finished[partition]) or self.plan.positions[partition] >= self.plan.ends[partition]
+        return partition_done(self.plan, partition)
+
+    def unfinished(self, partitions: list) -> list:
+        """Those of ``partitions`` the replay still reads (a finished one stays paused)."""
+        return [tp for tp in partitions if tp.partition in self.plan.ends and not self._done(tp.partition)]
+
+    def reached_end(self, event, next_offsets: dict) -> None:
+        """An end-of-partition event (its offset: where the consumer stands); see the module docstring."""
+        partition, offset = event.partition(), event.offset()
+        end = self.plan.ends.get(partition)
+        if end is None or offset < end or self.plan.finished[partition] or partition in self._finishing:
+            return
+        self._positions[partition] = max(end, self._positions.get(partition, 0))
+        next_offsets[(event.topic(), partition)] = end
 
     def admits(self, message, next_offsets: dict) -> bool:
         """Whether to replay this message; see the module docstring."""

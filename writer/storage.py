@@ -108,15 +108,18 @@ class BatchWriter:
     def _connect(self) -> psycopg.Connection:
         if self._connection is None or self._connection.closed or self._connection.broken:
             self.close()
-            connection = psycopg.connect(self._conninfo, autocommit=True)
-            try:
-                connection.execute(_CREATE_STAGING)
-            except BaseException:
-                connection.close()  # not kept alive by the traceback the caller may hold
-                raise
-            connection.autocommit = False
-            self._connection = connection
+            self._connection = self._open()
         return self._connection
+
+    def _open(self) -> psycopg.Connection:
+        connection = psycopg.connect(self._conninfo, autocommit=True)
+        try:
+            connection.execute(_CREATE_STAGING)
+        except BaseException:
+            connection.close()  # not kept alive by the traceback the caller may hold
+            raise
+        connection.autocommit = False
+        return connection
 
     def write(self, rows: list[Row]) -> WriteResult:
         """Write ``rows`` (unique primary keys) in one transaction; see the module docstring."""

@@ -11,8 +11,8 @@ Contracts:
   ``max_restarts`` deaths within ``restart_window_s`` stop the service with
   the exit status of the last death (or 2, consumer error).
 - Replay mode: the end offsets of every partition are read at start; when the
-  group's committed offsets (or, for a self-assigned replay, the workers'
-  positions) reach them all, the workers are stopped and a summary is printed
+  workers' published positions reach them all (or the partitions are
+  finished), the workers are stopped and a summary is printed
   (see writer/replay.py for the range, writer/replay_summary.py for the end).
 """
 
@@ -292,7 +292,8 @@ class Supervisor:
         if options.progress == "off":
             return None
         gauges = ReplayGauges(self.config["metrics"]["namespace"])
-        return ProgressReporter(options.progress, options.progress_interval, planned, self.totals, gauges)
+        return ProgressReporter(options.progress, options.progress_interval, planned, self.totals,
+                                self.replay_target.messages_done, gauges)
 
     def _new_database_probe(self):
         from writer import database

@@ -80,6 +80,8 @@ class Worker:
         options = consumer_options(config, group_id)
         options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats,
                         "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
+        if replay is not None:
+            options["enable.partition.eof"] = True  # a replay's partition may end on offsets no message fills
         self.consumer = Consumer(options)
         producer = None
         if config["broker"]["dead_letter_topic"] or config["tracker"]["topic"]:
@@ -96,7 +98,8 @@ class Worker:
             from writer.dry_run import DryRunWriter
 
             # A dry run writes nothing anywhere: no rows, no dead letters, no tracker statuses.
-            self.writer, self.dead_letters, self.tracker = DryRunWriter(conninfo(config)), None, None
+            self.writer = DryRunWriter(conninfo(config), config["metrics"]["namespace"])
+            self.dead_letters, self.tracker = None, None
         retry_limit = config["storage"]["retry_max_seconds"]
         self.write_retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDatabaseError),
@@ -198,6 +201,8 @@ class Worker:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
                     self.metrics.original["consuming_errors"].inc()
+                elif self.replay is not None:
+                    self.replay.reached_end(message, next_offsets)
                 continue
             if self.replay is not None and not self.replay.admits(message, next_offsets):
                 continue
@@ -214,7 +219,7 @@ class Worker:
             else:
                 rejections.append((message, result))
         if not consumed:
-            if next_offsets:  # only messages skipped outside a replay's window: they are done with
+            if next_offsets:  # only skipped messages or ends of partitions in a replay: they are done with
                 self._commit(next_offsets)
             return
 
@@ -255,7 +260,8 @@ class Worker:
         finally:
             if self.retrying_write:
                 self.retrying_write = False
-                self.consumer.resume(self.consumer.assignment())
+                assignment = self.consumer.assignment()
+                self.consumer.resume(self.replay.unfinished(assignment) if self.replay is not None else assignment)
                 self.status.database_ok(True)
         self.status.database_ok(True)
         return result
