@@ -1,7 +1,7 @@
 """CPU cost of one progress sample in the supervisor: read the workers' counters (multiprocess files), set the
 gauges, format the line. Two worker processes publish counters first, as in a replay with 2 workers.
 
-    .venv/bin/python -m tools.progress_tick_cost
+    .venv/bin/python -m bench.progress_tick_cost
 """
 
 from __future__ import annotations
