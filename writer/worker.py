@@ -227,7 +227,7 @@ class Worker:
     def _write_with_retry(self, rows: list[Row]) -> WriteResult:
         try:
             for attempt in self.write_retrying:
-                with attempt:
+                with attempt, self.status.waiting_for_database():
                     result = self.writer.write(rows)
         finally:
             if self.retrying_write:
