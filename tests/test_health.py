@@ -194,7 +194,8 @@ def test_connection_errors_are_classified(postgres_server, migrated_database, ro
     with psycopg.connect(server.conninfo(), autocommit=True) as connection:
         connection.execute(f'ALTER DATABASE "{migrated_database.name}" ALLOW_CONNECTIONS false')
     try:
-        assert classify_connect_error(connect_error(migrated_database.conninfo)) == UNREACHABLE
+        # "database ... is not currently accepting connections": the server answered and refused.
+        assert classify_connect_error(connect_error(migrated_database.conninfo)) == database_probe.REFUSED
     finally:
         with psycopg.connect(server.conninfo(), autocommit=True) as connection:
             connection.execute(f'ALTER DATABASE "{migrated_database.name}" ALLOW_CONNECTIONS true')
