@@ -15,8 +15,10 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+import select
 import subprocess
 import sys
+import tempfile
 
 # Kafka protocol API keys and error codes (Kafka protocol specification; librdkafka uses the same numbers).
 PRODUCE, FETCH, LIST_OFFSETS, METADATA, OFFSET_COMMIT, OFFSET_FETCH = 0, 1, 2, 3, 8, 9
@@ -30,14 +32,27 @@ REBALANCE_IN_PROGRESS = 27
 POLICY_VIOLATION = 44
 
 
-def _library() -> ctypes.CDLL:
-    import confluent_kafka
+STARTUP_TIMEOUT_S = 30.0
+COMMAND_TIMEOUT_S = 30.0
 
-    site = os.path.dirname(os.path.dirname(confluent_kafka.__file__))
-    candidates = glob.glob(os.path.join(site, "confluent_kafka.libs", "librdkafka*.so*"))
+
+def find_library(site: str | None = None) -> str:
+    """The librdkafka that confluent-kafka's wheel bundles (its mock cluster API is not in the Python client).
+    A missing library is an error, never a reason to skip: the tests that need it would silently vanish."""
+    if site is None:
+        import confluent_kafka
+
+        site = os.path.dirname(os.path.dirname(confluent_kafka.__file__))
+    pattern = os.path.join(site, "confluent_kafka.libs", "librdkafka*.so*")
+    candidates = sorted(glob.glob(pattern))
     if not candidates:
-        raise RuntimeError("librdkafka of confluent-kafka not found")
-    lib = ctypes.CDLL(candidates[0])
+        raise RuntimeError(f"librdkafka of confluent-kafka not found (looked for {pattern}); the mock cluster's "
+                           "fault injection needs confluent-kafka installed from its manylinux wheel")
+    return candidates[0]
+
+
+def _library() -> ctypes.CDLL:
+    lib = ctypes.CDLL(find_library())
     lib.rd_kafka_new.restype = ctypes.c_void_p
     lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
     lib.rd_kafka_conf_new.restype = ctypes.c_void_p
@@ -86,20 +101,31 @@ def _host() -> None:
 
 
 class MockCluster:
-    def __init__(self) -> None:
+    def __init__(self, argv: list[str] | None = None, startup_timeout: float = STARTUP_TIMEOUT_S) -> None:
+        # stderr to a file: shown when the host fails, and never a pipe that could fill up and block it.
+        self._stderr = tempfile.TemporaryFile(mode="w+")
         self._process = subprocess.Popen(
-            [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            stderr=subprocess.DEVNULL,
+            argv or [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stderr=self._stderr,
         )
-        self.bootstrap_servers = self._process.stdout.readline().strip()
-        if not self.bootstrap_servers:
+        self.bootstrap_servers = self._read_line(startup_timeout, "start")
+
+    def _read_line(self, timeout: float, doing: str) -> str:
+        readable, _, _ = select.select([self._process.stdout], [], [], timeout)
+        line = self._process.stdout.readline().strip() if readable else ""
+        if not line:
             self._process.kill()
-            raise RuntimeError("the mock cluster did not start")
+            self._process.wait()
+            self._stderr.seek(0)
+            why = "exited" if readable else f"gave no answer within {timeout:g} s"
+            raise RuntimeError(f"the mock cluster host did not {doing} ({why}); its stderr:\n{self._stderr.read()}")
+        return line
 
     def _command(self, *words) -> None:
         self._process.stdin.write(" ".join(map(str, words)) + "\n")
         self._process.stdin.flush()
-        assert self._process.stdout.readline().strip() == "ok"
+        answer = self._read_line(COMMAND_TIMEOUT_S, f"answer {words[0]!r}")
+        assert answer == "ok", answer
 
     def push_request_errors(self, api_key: int, *codes: int) -> None:
         """The next len(codes) requests of ``api_key`` (from any client) fail with these codes, in order."""
@@ -128,6 +154,7 @@ class MockCluster:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        self._stderr.close()
 
     def __enter__(self) -> "MockCluster":
         return self

@@ -6,7 +6,7 @@
 - a refused offset commit of the last batch is retried while no message comes, and counted;
 - replay: Kafka unreachable (4), an empty or missing topic (0 messages at once), a failing committed() call;
 - payload-tracker statuses of stored, rejected and refused messages; a tracker that refuses;
-- Kafka error events inside a batch; a fatal one stops the worker with 2.
+- Kafka error events inside a batch; a fatal error (raised by consume() or commit(), or a _FATAL event) stops the worker with 2.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import uuid
 
 import orjson
 import pytest
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from faults_helpers import (
     PARTITIONS, RowMonitor, Service, committed, compare, consume_topic, end_offsets, expected_key, free_port, header,
@@ -290,11 +290,56 @@ def test_a_batch_of_only_error_events_is_counted_and_commits_nothing(worker, kaf
     assert committed(kafka.bootstrap_servers, topic, group) == {p: 0 for p in range(PARTITIONS)}
 
 
-def test_a_fatal_consumer_error_stops_the_worker_with_2(worker, kafka, topic):
+class FatalConsumer:
+    """The worker's real consumer, except that the named calls raise a fatal error, as librdkafka's do once
+    the consumer is unusable (fenced, ...): confluent-kafka raises them as KafkaException from consume(),
+    poll() and commit(), never as a message. The mock cluster cannot make a consumer fail fatally."""
+
+    def __init__(self, consumer, failing: set[str]) -> None:
+        self._consumer = consumer
+        self._failing = failing
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        real = getattr(self._consumer, name)
+        if name not in self._failing:
+            return real
+
+        def fail(*args, **kwargs):
+            self.calls.append(name)
+            raise KafkaException(KafkaError(KafkaError._FATAL, f"{name}: fenced (test)", fatal=True))
+
+        return fail
+
+
+def test_a_fatal_error_from_a_commit_stops_the_worker_with_2(worker, kafka, topic, group, migrated_database):
     kafka.create_topic(topic, PARTITIONS)
-    fatal = KafkaError(KafkaError._FATAL, "fenced", fatal=True)
-    # As if polled during a database retry (carry-over): the next turn of the loop handles it.
-    worker.carry_over = [Message(topic=topic, partition=0, offset=-1, error=fatal)]
-    # Were the error ignored, the worker would run on: stop it after a while so the test fails, not hangs.
-    threading.Timer(30, worker.request_stop).start()
+    produce_raw(kafka.bootstrap_servers, topic, [{"value": encoded(n), "partition": 0} for n in range(5)])
+    worker.consumer = FatalConsumer(worker.consumer, {"commit"})
+    # Were the error swallowed as "offset commit failed", the worker would run on with a dead consumer:
+    # stop it after a while so the test fails, not hangs.
+    timer = threading.Timer(60, worker.request_stop)
+    timer.start()
+    try:
+        assert worker.run() == 2
+    finally:
+        timer.cancel()
+    assert worker.consumer.calls == ["commit"]  # not retried: a fatal error is final
+    assert len(stored_keys(migrated_database)) == 5  # stored; consumed again later, skipped as duplicates
+    assert committed(kafka.bootstrap_servers, topic, group)[0] == 0
+
+
+def test_a_fatal_error_from_consume_stops_the_worker_with_2(worker, kafka, topic):
+    kafka.create_topic(topic, PARTITIONS)
+    worker.consumer = FatalConsumer(worker.consumer, {"consume"})
     assert worker.run() == 2
+    assert worker.consumer.calls == ["consume"]
+
+
+def test_a_fatal_error_event_in_a_batch_stops_it_uncommitted(worker, kafka, topic):
+    kafka.create_topic(topic, PARTITIONS)
+    worker.assigned = {(topic, 0)}
+    fatal = Message(topic=topic, partition=0, offset=-1, error=KafkaError(KafkaError._FATAL, "fenced"))
+    with pytest.raises(KafkaException):
+        worker.handle_batch([fatal])
+    assert worker.uncommitted == {}

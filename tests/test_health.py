@@ -26,10 +26,11 @@ from writer.database_probe import (
     CREDENTIALS_REJECTED, DATABASE_MISSING, NOT_WRITABLE, OK, UNREACHABLE, DatabaseProbe, classify_connect_error,
     probe_once,
 )
-from writer.health import DatabaseView, WorkerView, liveness, readiness
+from writer.health import DatabaseView, Limits, WorkerView, limits, liveness, readiness
 
 NOW = 1_000_000.0
 STALE = 10.0
+BOUNDS = Limits(stale_after=STALE, kafka_wait=120.0, database_wait=300.0, restart_grace=10.0)
 DB_OK = DatabaseView("ok", "", NOW - 1)
 
 
@@ -41,8 +42,8 @@ def worker(slot=0, **changes) -> WorkerView:
 
 
 def decide(workers, database=DB_OK, loop_beat=NOW - 0.2, stop=False):
-    live, live_body = liveness(workers, loop_beat, stop, NOW, STALE)
-    ready, ready_body = readiness(workers, database, loop_beat, stop, NOW, STALE)
+    live, live_body = liveness(workers, loop_beat, NOW, BOUNDS)
+    ready, ready_body = readiness(workers, database, loop_beat, stop, NOW, BOUNDS)
     return live, ready, ready_body["problems"]
 
 
@@ -73,8 +74,57 @@ def test_dead_worker_fails_both():
     assert decide([worker(0), worker(1, pid=None)]) == (False, False, ["worker 1: not running"])
 
 
-def test_stop_requested_fails_both():
-    assert decide([worker(0)], stop=True) == (False, False, ["stop requested"])
+def test_stop_requested_is_live_but_not_ready():
+    # A slow graceful stop must not earn a SIGKILL from the liveness probe.
+    assert decide([worker(0)], stop=True) == (True, False, ["stop requested"])
+
+
+def test_a_slow_database_call_is_live_but_not_ready_within_its_bound():
+    # A lock wait, a COMMIT held by a synchronous standby: a restart would only repeat the batch.
+    waiting = worker(0, started=NOW - 400, last_poll=NOW - 250, database_wait_since=NOW - 250)
+    assert decide([waiting]) == (True, False, ["worker 0: waiting for the database for 250.0 s"])
+    stuck = worker(0, started=NOW - 400, last_poll=NOW - 301, database_wait_since=NOW - 301)
+    assert decide([stuck]) == (False, False, ["worker 0: no poll for 301.0 s"])
+
+
+def test_a_short_database_call_leaves_the_worker_ready():
+    assert decide([worker(0, database_wait_since=NOW - 0.5)]) == (True, True, [])
+
+
+def test_a_worker_waiting_for_its_scheduled_restart_is_live_until_its_grace_ends():
+    assert decide([worker(0, pid=None, restart_at=NOW + 20)]) == (True, False, ["worker 0: restarting"])
+    assert decide([worker(0, pid=None, restart_at=NOW - 9)])[:2] == (True, False)
+    assert decide([worker(0, pid=None, restart_at=NOW - 11)]) == (False, False, ["worker 0: not running"])
+
+
+def test_a_silent_database_probe_stops_readiness():
+    # The last result says ok, but the probe thread died or hangs: 46 s old, stale after 45 s.
+    silent = DatabaseView("ok", "", NOW - 46, stale_after=45.0)
+    assert decide([worker(0)], database=silent) == (True, False, ["database: probe silent for 46.0 s"])
+    assert decide([worker(0)], database=DatabaseView("ok", "", NOW - 44, stale_after=45.0)) == (True, True, [])
+
+
+def _config(**storage):
+    env = {f"CCX_NOTIFICATION_WRITER__STORAGE__{k.upper()}": str(v) for k, v in storage.items()}
+    return config_module.load(env)
+
+
+def test_limits_follow_the_configured_timeouts():
+    config = _config(connect_timeout=7)
+    config["broker"]["session_timeout_ms"] = 45000
+    config["processing"]["batch_timeout_ms"] = 5000
+    bounds = limits(config)
+    # session 45 s + librdkafka's socket timeout 60 s + 30 s margin
+    assert bounds.kafka_wait == 135.0
+    # connect 7 s + the 300 s allowance for a write without a statement timeout
+    assert bounds.database_wait == 307.0
+    assert bounds.stale_after == 15.0
+    # A statement timeout (when the configuration has one) bounds 4 round trips, each plus 5 s.
+    config["storage"]["write_timeout_s"] = 100
+    assert limits(config).database_wait == 7 + 4 * 105
+    # connect_timeout 0 is "no limit" to libpq: the allowance stands in for it.
+    config["storage"]["connect_timeout"] = 0
+    assert limits(config).database_wait == 300 + 420
 
 
 def test_supervisor_loop_not_turning_fails_both():
@@ -144,7 +194,8 @@ def test_connection_errors_are_classified(postgres_server, migrated_database, ro
     with psycopg.connect(server.conninfo(), autocommit=True) as connection:
         connection.execute(f'ALTER DATABASE "{migrated_database.name}" ALLOW_CONNECTIONS false')
     try:
-        assert classify_connect_error(connect_error(migrated_database.conninfo)) == UNREACHABLE
+        # "database ... is not currently accepting connections": the server answered and refused.
+        assert classify_connect_error(connect_error(migrated_database.conninfo)) == database_probe.REFUSED
     finally:
         with psycopg.connect(server.conninfo(), autocommit=True) as connection:
             connection.execute(f'ALTER DATABASE "{migrated_database.name}" ALLOW_CONNECTIONS true')
@@ -222,19 +273,25 @@ def test_health_never_reaps_a_worker(supervisor):
     # Still a zombie: only the main loop may wait for it.
     assert psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE
     assert process._popen.returncode is None
-    # The main loop's reap sees the death, with its exit status, and /health says so.
+    # The main loop's reap sees the death, with its exit status, and /ready says so; /health waits for the
+    # scheduled restart (plus a grace period) before it counts the slot as not running.
     assert supervisor._reap()
     assert supervisor.slots[0].process is None and len(supervisor.slots[0].deaths) == 1
+    assert "worker 0: restarting" in supervisor.ready()[1]["problems"]
+    assert supervisor.health()[0] is True
+    supervisor.slots[0].restart_due = time.time() - 11
+    supervisor._publish_processes()
     ok, body = supervisor.health()
     assert (ok, body["problems"]) == (False, ["worker 0: not running"])
 
 
-def test_stop_requested_turns_health_503_at_once(supervisor):
+def test_stop_requested_turns_ready_503_at_once_and_leaves_health_200(supervisor):
     supervisor.slots[0].started = time.time()
-    supervisor.processes = ((0, os.getpid(), time.time()),)
+    supervisor.processes = ((0, os.getpid(), time.time(), 0.0),)
     assert supervisor.health()[0] is True
     supervisor.request_stop()
-    assert supervisor.health()[1]["problems"] == ["stop requested"]
+    assert supervisor.health()[0] is True
+    assert "stop requested" in supervisor.ready()[1]["problems"]
 
 
 # ---- the running service -----------------------------------------------------------------------------

@@ -122,3 +122,57 @@ def test_a_failing_check_answers_500_and_the_server_goes_on():
     finally:
         served.shutdown()
         served.server_close()
+
+
+def test_request_lines_ending_in_a_bare_lf_are_answered(server):
+    client = socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10)
+    try:
+        client.sendall(b"GET /health HTTP/1.0\nHost: x\n\n")
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+    finally:
+        client.close()
+    assert answer.startswith(b"HTTP/1.0 200 OK\r\n") and answer.endswith(b'{"status":"ok"}')
+
+
+def test_a_slow_metrics_scrape_does_not_hold_up_health_and_shutdown_ends_every_connection():
+    scraping, release = threading.Event(), threading.Event()
+
+    def slow_metrics():
+        scraping.set()
+        release.wait(60)
+        return b"m\n"
+
+    served = http_server.start("127.0.0.1", 0, slow_metrics, lambda: (True, {"status": "ok"}),
+                               lambda: (True, {"status": "ok"}))
+    def scrape_until_shutdown():
+        try:
+            get(served, "/metrics", timeout=60)
+        except (OSError, http.client.HTTPException):
+            pass  # the shutdown below ends this connection without an answer
+
+    scrape = threading.Thread(target=scrape_until_shutdown, daemon=True)
+    try:
+        scrape.start()
+        assert scraping.wait(30)
+        # The scrape is still running: were it run on the event loop, this request could not be answered.
+        assert get(served, "/health", timeout=10) == (200, b'{"status":"ok"}')
+        clients = half_open(served, 3)  # kept: a collected socket would close
+        wait_until_true(lambda: served.open_connections == 4)
+        served.shutdown()
+        assert served.open_connections == 0  # each connection's task was cancelled and awaited
+        for client in clients:
+            client.close()
+    finally:
+        release.set()
+        served.shutdown()
+        served.server_close()
+    scrape.join(30)
+
+
+def wait_until_true(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)

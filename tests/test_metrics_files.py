@@ -83,3 +83,39 @@ def test_directory_of_a_killed_supervisor_is_removed_by_the_next(migrated_databa
     finally:
         second.close()
     assert metric_dirs(temporary) == []
+
+
+# ---- the directory's lock, without a service --------------------------------------------------------------
+
+
+def test_a_directory_without_a_lock_file_is_never_removed_whatever_its_age(tmp_path):
+    from writer.metrics_dir import remove_abandoned
+
+    old = tmp_path / "ccx-writer-metrics-old-version"
+    old.mkdir()
+    (old / "counter_1.db").write_bytes(b"")
+    two_hours_ago = os.stat(old).st_mtime - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert remove_abandoned(str(tmp_path)) == []
+    assert old.is_dir()
+
+
+def test_a_locked_directory_is_kept_and_an_unlocked_one_removed(tmp_path):
+    from writer.metrics_dir import LOCK_FILE, STAGING_PREFIX, MetricsDirectory, remove_abandoned
+
+    running = MetricsDirectory(str(tmp_path))
+    try:
+        assert os.path.basename(running.path).startswith("ccx-writer-metrics-")
+        assert os.path.exists(os.path.join(running.path, LOCK_FILE))
+        # What a killed supervisor leaves: a lock file nobody holds, under either name.
+        killed = tmp_path / "ccx-writer-metrics-killed"
+        staged = tmp_path / f"{STAGING_PREFIX}killed"
+        for path in (killed, staged):
+            path.mkdir()
+            (path / LOCK_FILE).write_bytes(b"")
+        assert sorted(remove_abandoned(str(tmp_path))) == sorted([str(killed), str(staged)])
+        assert os.path.isdir(running.path)
+        assert glob.glob(os.path.join(str(tmp_path), STAGING_PREFIX + "*")) == []
+    finally:
+        running.remove()
+    assert not os.path.exists(running.path)

@@ -185,7 +185,8 @@ def test_two_supervisors_share_the_group(migrated_database, kafka_bootstrap, top
         more_values, more_keys, _ = _mixed_stream(2000, 0, first=2000)
         produce(kafka_bootstrap, topic, more_values, more_keys)
         wait_until_committed(kafka_bootstrap, topic, group, first)
-        stored = [parse_metrics(s.get("/metrics")[1])["ccx_notification_writer_stored_messages"] for s in (first, second)]
+        # A worker counts a batch after committing its offsets: wait for the counters, not only the offsets.
+        stored = _stored_counters_once_they_reach((first, second), 4000)
     finally:
         statuses = (first.stop(), second.stop())
     assert statuses == (0, 0), (first.stderr[-2000:], second.stderr[-2000:])
@@ -194,6 +195,18 @@ def test_two_supervisors_share_the_group(migrated_database, kafka_bootstrap, top
     assert {r[2] for r in rows} == {sample_messages.cluster_id(i) for i in range(4000)}
     # Both members stored rows, and between them each row once.
     assert stored[0] > 0 and stored[1] > 0 and sum(stored) == 4000, stored
+
+
+def _stored_counters_once_they_reach(services, total: int, timeout: float = 60.0) -> list[float]:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = [parse_metrics(s.get("/metrics")[1]).get("ccx_notification_writer_stored_messages", 0)
+                  for s in services]
+        if sum(stored) >= total or time.monotonic() > deadline:
+            return stored  # the caller's assertion says what is wrong, if anything
+        time.sleep(0.2)
 
 
 def test_refused_row_is_the_only_rejection_of_its_batch(migrated_database, kafka_bootstrap, topic):

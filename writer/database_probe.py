@@ -21,6 +21,7 @@ import time
 from typing import Callable
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from writer.health import DatabaseView
 
@@ -32,31 +33,55 @@ UNREACHABLE = "unreachable"
 CREDENTIALS_REJECTED = "credentials rejected"
 DATABASE_MISSING = "database does not exist"
 NOT_WRITABLE = "not writable"
+REFUSED = "session refused"  # the server answered and refused, not for our credentials (too many connections...)
+PROBE_FAILED = "probe failed"
 
-PROBE_INTERVAL_S = 5.0
+PROBE_INTERVAL_S = 15.0
 ERROR_LOG_INTERVAL_S = 60.0
+# The probe's own bounds, short whatever [storage] says: a probe stuck in a connect or a query would
+# hold readiness on its last answer, and a stop would wait for it.
+PROBE_CONNECT_TIMEOUT_S = 5
+PROBE_STATEMENT_TIMEOUT_MS = 5000
+# A probe result older than this many intervals no longer counts (the probe thread died or hangs).
+PROBE_STALE_INTERVALS = 3
 
+# Read anywhere in the message: libpq's own "fe_sendauth: no password supplied" carries no "FATAL:".
 _CREDENTIAL_WORDS = (
     "password authentication failed", "authentication failed for user", "is not permitted to log in",
     "no pg_hba.conf entry", "pg_hba.conf rejects connection", "password is required", "no password supplied",
-    "password has expired", "role \"",  # role "x" does not exist
+    "password has expired",
+    "server login has been failing",  # pgbouncer: its logins to the server are refused (server_login_retry)
 )
 
 
-def classify_connect_error(error: psycopg.Error) -> str:
-    """The kind of a failed connection attempt: credentials rejected, missing database or unreachable."""
+def classify_connect_error(error: psycopg.Error | str) -> str:
+    """The kind of a failed connection attempt: credentials rejected, missing database, refused or
+    unreachable."""
     text = str(error)
+    if any(words in text for words in _CREDENTIAL_WORDS):
+        return CREDENTIALS_REJECTED
     if "FATAL:" in text:  # the server answered and refused the session
+        if "role \"" in text and "does not exist" in text:
+            return CREDENTIALS_REJECTED
         if "database \"" in text and "does not exist" in text:
             return DATABASE_MISSING
-        if any(words in text for words in _CREDENTIAL_WORDS):
-            return CREDENTIALS_REJECTED
+        return REFUSED
     return UNREACHABLE
+
+
+def probe_conninfo(conninfo: str) -> str:
+    """``conninfo`` with the probe's short connect and statement timeouts (other options kept)."""
+    params = conninfo_to_dict(conninfo)
+    configured = int(params.get("connect_timeout") or 0)
+    params["connect_timeout"] = min(configured, PROBE_CONNECT_TIMEOUT_S) if configured > 0 else PROBE_CONNECT_TIMEOUT_S
+    params["options"] = f"{params.get('options', '')} -c statement_timeout={PROBE_STATEMENT_TIMEOUT_MS}".strip()
+    return make_conninfo(**params)
 
 
 _CHECK = (
     "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on',"
-    " coalesce(has_table_privilege(to_regclass('new_reports'), 'INSERT'), false)"
+    " coalesce(has_table_privilege(to_regclass('new_reports'), 'INSERT'), false),"
+    " has_database_privilege(current_database(), 'TEMPORARY')"  # each batch stages its rows in a temporary table
 )
 
 
@@ -66,7 +91,7 @@ def probe_once(conninfo: str) -> tuple[str, str]:
 
     try:
         with psycopg.connect(conninfo, autocommit=True) as connection:
-            read_only, may_insert = connection.execute(_CHECK).fetchone()
+            read_only, may_insert, may_stage = connection.execute(_CHECK).fetchone()
     except psycopg.Error as error:
         if isinstance(error, psycopg.OperationalError) and getattr(error, "sqlstate", None) is None:
             return classify_connect_error(error), safe_error_text(error)
@@ -75,6 +100,8 @@ def probe_once(conninfo: str) -> tuple[str, str]:
         return NOT_WRITABLE, "the server is read-only (a standby, or read-only sessions)"
     if not may_insert:
         return NOT_WRITABLE, "table new_reports is missing or not writable by this user"
+    if not may_stage:
+        return NOT_WRITABLE, "this user may not create temporary tables in this database (TEMPORARY privilege)"
     return OK, ""
 
 
@@ -83,11 +110,12 @@ class DatabaseProbe:
 
     def __init__(self, conninfo: str, where: str, on_rejected: Callable[[], None],
                  interval: float = PROBE_INTERVAL_S) -> None:
-        self._conninfo = conninfo
+        self._conninfo = probe_conninfo(conninfo)
         self._where = where
         self._on_rejected = on_rejected
         self._interval = interval
-        self._view = DatabaseView(UNKNOWN, "", 0.0)
+        self._stale_after = PROBE_STALE_INTERVALS * interval
+        self._view = DatabaseView(UNKNOWN, "", 0.0, self._stale_after)
         self._last_error_log = float("-inf")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="database-probe", daemon=True)
@@ -96,21 +124,27 @@ class DatabaseProbe:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the thread to stop, without waiting: a stop must not wait for a probe in progress (a daemon
+        thread, bounded by the probe's own timeouts)."""
         self._stop.set()
-        self._thread.join(15)
 
     def view(self) -> DatabaseView:
         return self._view  # replaced whole, never mutated: one read is consistent
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.check()
+            try:
+                self.check()
+            except Exception as error:  # noqa: BLE001 - a dead probe thread would leave readiness on its last answer
+                self._view = DatabaseView(PROBE_FAILED, f"{type(error).__name__}: {error}", time.time(),
+                                          self._stale_after)
+                log.warning("database probe failed: %s", error, exc_info=True)
             self._stop.wait(self._interval)
 
     def check(self) -> None:
         state, detail = probe_once(self._conninfo)
         previous = self._view.state
-        self._view = DatabaseView(state, detail, time.time())
+        self._view = DatabaseView(state, detail, time.time(), self._stale_after)
         if state == CREDENTIALS_REJECTED:
             self._on_rejected()
             if time.monotonic() - self._last_error_log >= ERROR_LOG_INTERVAL_S:

@@ -1,16 +1,20 @@
 """Liveness (/health) and readiness (/ready), decided from snapshots: pure functions, no I/O.
 
 Liveness answers "should this pod be restarted?": every process is alive and
-its loop turns. A worker that is dead, or has not polled Kafka for
-``stale_after`` seconds (hung in a write, SIGSTOPped, deadlocked; a commit or
-flush waiting for the broker counts as alive for ``KAFKA_WAIT_LIMIT_S``), or a
-supervisor whose own loop stopped turning, fails it; so does a stop in
-progress. An unreachable broker or database does NOT fail liveness: a
-restart cannot fix them.
+its loop turns. A worker that is dead (beyond its scheduled restart), or has
+not polled Kafka for ``stale_after`` seconds (SIGSTOPped, deadlocked, stuck
+beyond every timeout), or a supervisor whose own loop stopped turning, fails
+it. A worker blocked in a call that only the broker or only the database can
+end is alive but not ready, within a bound derived from the configured
+timeouts (``limits``): a restart would not speed up a lock wait, a COMMIT
+waiting for a synchronous standby or a coordinator change, and would repeat
+the same batch. An unreachable broker or database, and a stop in progress,
+do NOT fail liveness either.
 
-Readiness answers "is this pod doing its job?": alive, every running worker
-reaches a broker, no worker is retrying a failing database write, and the
-supervisor's database probe can connect and write (see ``database_probe``).
+Readiness answers "is this pod doing its job?": alive, no stop in progress,
+every running worker reaches a broker and is not blocked, no worker is
+retrying a failing database write, and the supervisor's database probe can
+connect and write (see ``database_probe``) and still reports.
 """
 
 from __future__ import annotations
@@ -30,11 +34,44 @@ class WorkerView:
     database_ok: bool
     assigned: int
     kafka_wait_since: float = 0.0  # >0: blocked since then in a call only the broker can end
+    database_wait_since: float = 0.0  # >0: in a database call (connect, write, commit) since then
+    restart_at: float = 0.0  # no process: wall-clock time its restart is scheduled for (0: none)
 
 
-# A worker blocked in a commit or flush waits for the broker, within librdkafka's request timeouts (60 s):
-# alive, though not ready. Longer than this, it counts as hung.
-KAFKA_WAIT_LIMIT_S = 120.0
+@dataclass(frozen=True)
+class Limits:
+    stale_after: float  # no poll for longer: hung
+    kafka_wait: float  # a commit or flush waiting for the broker is alive this long
+    database_wait: float  # a database call is alive this long
+    restart_grace: float = 10.0  # a dead worker is alive this long past its scheduled restart
+
+
+# librdkafka's socket.timeout.ms (this service does not change it): a request the broker does not answer
+# fails after this long. A synchronous commit has no timeout of its own; finding a new group coordinator
+# can add up to session.timeout.ms.
+KAFKA_SOCKET_TIMEOUT_S = 60.0
+KAFKA_WAIT_MARGIN_S = 30.0
+# A database call's bound when the configuration sets no statement timeout: generous, because a restart
+# helps neither a lock wait nor a COMMIT held by a synchronous standby, and repeats the same batch.
+DATABASE_WAIT_S = 300.0
+# Round trips of one batch write (connect aside) that a statement timeout bounds one by one.
+DATABASE_ROUND_TRIPS = 4
+DATABASE_ROUND_TRIP_MARGIN_S = 5.0
+
+
+def limits(config) -> Limits:
+    """The liveness bounds that follow from the configuration."""
+    storage = config["storage"]
+    kafka_wait = config["broker"]["session_timeout_ms"] / 1000 + KAFKA_SOCKET_TIMEOUT_S + KAFKA_WAIT_MARGIN_S
+    # connect_timeout 0 means "no limit" to libpq: the generous constant stands in for it.
+    connect = storage["connect_timeout"] or DATABASE_WAIT_S
+    statement = storage.get("write_timeout_s") or 0  # statement_timeout, when this version has the key
+    writing = max(DATABASE_WAIT_S, DATABASE_ROUND_TRIPS * (statement + DATABASE_ROUND_TRIP_MARGIN_S))
+    return Limits(
+        stale_after=max(10.0, 3 * config["processing"]["batch_timeout_ms"] / 1000),
+        kafka_wait=kafka_wait,
+        database_wait=connect + writing,
+    )
 
 
 @dataclass(frozen=True)
@@ -42,6 +79,7 @@ class DatabaseView:
     state: str  # database_probe.OK, or why it is not ok; UNKNOWN before the first probe
     detail: str
     checked: float  # wall-clock time of the last probe (0: never)
+    stale_after: float = float("inf")  # a probe result older than this no longer counts (a dead or hung probe)
 
 
 def _seconds_since_poll(worker: WorkerView, now: float) -> float:
@@ -49,21 +87,29 @@ def _seconds_since_poll(worker: WorkerView, now: float) -> float:
     return now - max(worker.last_poll, worker.started)
 
 
-def _waiting_for_kafka(worker: WorkerView, now: float) -> bool:
-    return worker.kafka_wait_since > 0 and now - worker.kafka_wait_since <= KAFKA_WAIT_LIMIT_S
+def _waiting(since: float, limit: float, now: float) -> bool:
+    return since > 0 and now - since <= limit
 
 
-def liveness(workers: list[WorkerView], loop_beat: float, stop_requested: bool, now: float,
-             stale_after: float) -> tuple[bool, dict]:
+def _blocked_by_service(worker: WorkerView, now: float, bounds: Limits) -> bool:
+    return (_waiting(worker.kafka_wait_since, bounds.kafka_wait, now)
+            or _waiting(worker.database_wait_since, bounds.database_wait, now))
+
+
+def _restart_pending(worker: WorkerView, now: float, bounds: Limits) -> bool:
+    return worker.restart_at > 0 and now <= worker.restart_at + bounds.restart_grace
+
+
+def liveness(workers: list[WorkerView], loop_beat: float, now: float, bounds: Limits) -> tuple[bool, dict]:
     problems = []
-    if stop_requested:
-        problems.append("stop requested")
-    if now - loop_beat > stale_after:
+    if now - loop_beat > bounds.stale_after:
         problems.append(f"supervisor loop not turning for {now - loop_beat:.1f} s")
     for worker in workers:
         if worker.pid is None:
-            problems.append(f"worker {worker.slot}: not running")
-        elif (idle := _seconds_since_poll(worker, now)) > stale_after and not _waiting_for_kafka(worker, now):
+            if not _restart_pending(worker, now, bounds):
+                problems.append(f"worker {worker.slot}: not running")
+        elif (idle := _seconds_since_poll(worker, now)) > bounds.stale_after and not _blocked_by_service(
+                worker, now, bounds):
             problems.append(f"worker {worker.slot}: no poll for {idle:.1f} s")
     return not problems, {
         "status": "ok" if not problems else "unavailable",
@@ -73,20 +119,30 @@ def liveness(workers: list[WorkerView], loop_beat: float, stop_requested: bool, 
 
 
 def readiness(workers: list[WorkerView], database: DatabaseView, loop_beat: float, stop_requested: bool,
-              now: float, stale_after: float) -> tuple[bool, dict]:
-    alive, body = liveness(workers, loop_beat, stop_requested, now, stale_after)
+              now: float, bounds: Limits) -> tuple[bool, dict]:
+    alive, body = liveness(workers, loop_beat, now, bounds)
     problems = list(body["problems"])
+    if stop_requested:
+        problems.append("stop requested")
     for worker in workers:
         if worker.pid is None:
+            if _restart_pending(worker, now, bounds):
+                problems.append(f"worker {worker.slot}: restarting")
             continue
         if not worker.broker_up:
             problems.append(f"worker {worker.slot}: no Kafka broker reachable")
-        if _waiting_for_kafka(worker, now):
+        if _waiting(worker.kafka_wait_since, bounds.kafka_wait, now):
             problems.append(f"worker {worker.slot}: waiting for Kafka for {now - worker.kafka_wait_since:.1f} s")
+        if (_waiting(worker.database_wait_since, bounds.database_wait, now)
+                and _seconds_since_poll(worker, now) > bounds.stale_after):
+            problems.append(f"worker {worker.slot}: waiting for the database for "
+                            f"{now - worker.database_wait_since:.1f} s")
         if not worker.database_ok:
             problems.append(f"worker {worker.slot}: database writes failing, retrying")
     if database.state != "ok":
         problems.append(f"database: {database.state}" + (f" ({database.detail})" if database.detail else ""))
+    elif now - database.checked > database.stale_after:
+        problems.append(f"database: probe silent for {now - database.checked:.1f} s")
     return not problems, {
         "status": "ok" if not problems else "unavailable",
         "problems": problems,

@@ -6,11 +6,17 @@ finishes its request is dropped after ``REQUEST_TIMEOUT_S``, and beyond
 ``MAX_CONNECTIONS`` open connections a new one is closed at once. Each
 response closes its connection (HTTP/1.0 style), which is all Prometheus and
 Kubernetes probes need.
+
+The checks run off the event loop, /metrics on a thread of its own and
+/health and /ready on another pool, so a slow scrape (many metric files, a
+busy disk) never delays a probe. A request head may end its lines with CRLF
+or a bare LF (RFC 9112 allows both).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from http import HTTPStatus
@@ -35,6 +41,10 @@ class HttpServer:
     def __init__(self, host: str, port: int, metrics: Callable[[], bytes], health: Check, ready: Check) -> None:
         self._routes = {"/metrics": metrics, "/health": health, "/ready": ready}
         self._connections: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task] = set()
+        # A slow /metrics queues behind its own thread only; probes have theirs.
+        self._metrics_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="http-metrics")
+        self._checks_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="http-checks")
         self._loop = asyncio.new_event_loop()
         try:
             # Binding here, in the caller's thread, so that an address in use raises OSError to it.
@@ -43,6 +53,7 @@ class HttpServer:
             )
         except BaseException:
             self._loop.close()
+            self._shutdown_pools()
             raise
         self.server_address = self._server.sockets[0].getsockname()[:2]
         self._thread = threading.Thread(target=self._loop.run_forever, name="http", daemon=True)
@@ -52,16 +63,19 @@ class HttpServer:
         if len(self._connections) >= MAX_CONNECTIONS:
             writer.transport.abort()
             return
+        task = asyncio.current_task()
+        self._tasks.add(task)
         self._connections.add(writer)
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                request_line = await asyncio.wait_for(_read_head(reader), REQUEST_TIMEOUT_S)
+            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                    ConnectionError):
                 return
             try:
-                status, content_type, body = self._respond(head)
+                status, content_type, body = await self._respond(request_line)
             except Exception:  # noqa: BLE001 - one failed answer must not take the server down
-                log.exception("http: answering %r failed", head[:100])
+                log.exception("http: answering %r failed", request_line[:100])
                 status, content_type, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", b"internal error\n"
             writer.write(
                 f"HTTP/1.0 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
@@ -70,13 +84,16 @@ class HttpServer:
             await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            pass  # shutdown: ended here, so asyncio's stream callback has no cancelled task to report
         finally:
             self._connections.discard(writer)
+            self._tasks.discard(task)
             writer.close()
 
-    def _respond(self, head: bytes) -> tuple[HTTPStatus, str, bytes]:
+    async def _respond(self, request_line: bytes) -> tuple[HTTPStatus, str, bytes]:
         try:
-            method, target, _version = head.split(b"\r\n", 1)[0].decode("ascii").split(" ")
+            method, target, _version = request_line.decode("ascii").split(" ")
         except ValueError:
             return HTTPStatus.BAD_REQUEST, "text/plain", b"bad request\n"
         if method not in KNOWN_METHODS:
@@ -88,27 +105,59 @@ class HttpServer:
             return HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n"
         log.debug("http: GET %s", path)
         if path == "/metrics":
-            return HTTPStatus.OK, METRICS_CONTENT_TYPE, self._routes[path]()
-        ok, body = self._routes[path]()
+            return HTTPStatus.OK, METRICS_CONTENT_TYPE, await self._loop.run_in_executor(self._metrics_pool,
+                                                                                        self._routes[path])
+        ok, body = await self._loop.run_in_executor(self._checks_pool, self._routes[path])
         return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE), "application/json", orjson.dumps(body)
 
     async def _close_all(self) -> None:
         self._server.close()
-        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        pending = list(self._tasks)
+        for task in pending:
             task.cancel()
         for writer in list(self._connections):
             writer.transport.abort()
-        await asyncio.sleep(0)  # let the cancelled connections finish
+        # Each connection's cleanup runs before the loop stops (a check still running in a pool thread is
+        # not waited for: its answer is dropped).
+        await asyncio.gather(*pending, return_exceptions=True)
         self._loop.stop()
 
     def shutdown(self) -> None:
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(self._close_all(), self._loop)
             self._thread.join(10)
+        self._shutdown_pools()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    def _shutdown_pools(self) -> None:
+        for pool in (self._metrics_pool, self._checks_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def server_close(self) -> None:
         if not self._thread.is_alive() and not self._loop.is_closed():
             self._loop.close()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> bytes:
+    """The request line of a request head whose lines end in CRLF or LF; reads up to the empty line.
+    ValueError when the head is longer than ``MAX_REQUEST_HEAD``."""
+    request_line = None
+    size = 0
+    while True:
+        line = await reader.readline()
+        if not line.endswith(b"\n"):
+            raise asyncio.IncompleteReadError(line, None)
+        size += len(line)
+        if size > MAX_REQUEST_HEAD:
+            raise ValueError("request head too long")
+        line = line.rstrip(b"\r\n")
+        if request_line is None:
+            request_line = line
+        elif not line:
+            return request_line
 
 
 def start(host: str, port: int, metrics: Callable[[], bytes], health: Check, ready: Check) -> HttpServer:

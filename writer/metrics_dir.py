@@ -4,6 +4,12 @@ when a supervisor was killed before it could remove its own.
 Each directory holds a lock file that its supervisor keeps locked (flock)
 while it runs; the kernel drops the lock when the process dies, however it
 dies. A directory whose lock can be taken belongs to nobody and is removed.
+
+A directory gets its name under ``PREFIX`` only once its lock is held: it is
+made and locked under a staging name, then renamed. So a directory under
+``PREFIX`` without a lock file was not made by this version (an older one
+made none) and its supervisor may still run: it is left alone, never judged
+by its age.
 """
 
 from __future__ import annotations
@@ -14,39 +20,36 @@ import logging
 import os
 import shutil
 import tempfile
-import time
+import uuid
 
 log = logging.getLogger("writer.supervisor")
 
 PREFIX = "ccx-writer-metrics-"
+STAGING_PREFIX = ".ccx-writer-metrics-new-"  # outside PREFIX: a sweep never sees a directory not yet locked
 LOCK_FILE = ".owner.lock"
-UNLOCKED_GRACE_S = 3600  # a directory without a lock file (older version, or being created) is left this long
+
+
+def _remove_if_unlocked(path: str) -> bool:
+    try:
+        descriptor = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False  # no lock file (an older version's, its owner may run), or another user's
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # its supervisor runs
+        shutil.rmtree(path, ignore_errors=True)  # with the lock held
+        return True
+    finally:
+        os.close(descriptor)
 
 
 def remove_abandoned(parent: str | None = None) -> list[str]:
     """Remove metric directories under ``parent`` (the temporary directory) whose supervisor is gone."""
-    removed = []
-    for path in glob.glob(os.path.join(parent or tempfile.gettempdir(), PREFIX + "*")):
-        lock_path = os.path.join(path, LOCK_FILE)
-        try:
-            descriptor = os.open(lock_path, os.O_RDWR)
-        except FileNotFoundError:
-            try:
-                if time.time() - os.stat(path).st_mtime < UNLOCKED_GRACE_S:
-                    continue
-            except OSError:
-                continue
-        except OSError:
-            continue  # another user's, or not ours to judge
-        else:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # its supervisor runs
-            finally:
-                os.close(descriptor)
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+    parent = parent or tempfile.gettempdir()
+    removed = [path for pattern in (PREFIX, STAGING_PREFIX)
+               for path in glob.glob(os.path.join(parent, pattern + "*")) if _remove_if_unlocked(path)]
     if removed:
         log.info("removed %d metrics directories left by supervisors that were killed", len(removed))
     return removed
@@ -55,11 +58,14 @@ def remove_abandoned(parent: str | None = None) -> list[str]:
 class MetricsDirectory:
     """A fresh directory, locked by this process until ``remove``."""
 
-    def __init__(self) -> None:
-        remove_abandoned()
-        self.path = tempfile.mkdtemp(prefix=PREFIX)
-        self._lock = os.open(os.path.join(self.path, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def __init__(self, parent: str | None = None) -> None:
+        parent = parent or tempfile.gettempdir()
+        remove_abandoned(parent)
+        staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=parent)
+        self._lock = os.open(os.path.join(staging, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.path = os.path.join(parent, PREFIX + uuid.uuid4().hex)
+        os.rename(staging, self.path)  # the flock follows the open file, not its name
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import time
 
-FIELDS = ("pid", "last_poll", "broker_up", "assigned", "database_ok", "kafka_wait_since")
+FIELDS = ("pid", "last_poll", "broker_up", "assigned", "database_ok", "kafka_wait_since", "database_wait_since")
 WIDTH = len(FIELDS)
-PID, LAST_POLL, BROKER_UP, ASSIGNED, DATABASE_OK, KAFKA_WAIT_SINCE = range(WIDTH)
+PID, LAST_POLL, BROKER_UP, ASSIGNED, DATABASE_OK, KAFKA_WAIT_SINCE, DATABASE_WAIT_SINCE = range(WIDTH)
 
 
 def new_status_array(context, slots: int):
@@ -30,6 +30,7 @@ class WorkerStatus:
         self._set(ASSIGNED, 0)
         self._set(DATABASE_OK, 1)
         self._set(KAFKA_WAIT_SINCE, 0)
+        self._set(DATABASE_WAIT_SINCE, 0)
 
     def _set(self, field: int, value: float) -> None:
         self._array[self._base + field] = value
@@ -55,6 +56,16 @@ class WorkerStatus:
             yield
         finally:
             self._set(KAFKA_WAIT_SINCE, 0)
+
+    @contextlib.contextmanager
+    def waiting_for_database(self):
+        """Around a database call (connect, write, commit): a lock wait, a COMMIT held by a synchronous
+        standby or a slow server is no hang; the configured timeouts bound it (``health.limits``)."""
+        self._set(DATABASE_WAIT_SINCE, time.time())
+        try:
+            yield
+        finally:
+            self._set(DATABASE_WAIT_SINCE, 0)
 
     def stopped(self) -> None:
         self._set(BROKER_UP, 0)

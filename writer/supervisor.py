@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from writer import exit_codes, restart_policy
+from writer import exit_codes, health, restart_policy
 from writer.config import Config, parse_listen_address
 from writer.replay import ReplayTarget
 from writer.replay_options import ReplayOptions, ReplayRequestError
@@ -62,6 +62,7 @@ class WorkerSlot:
     process: multiprocessing.Process | None = None
     restart_at: float = 0.0
     started: float = 0.0  # wall-clock start of the current process
+    restart_due: float = 0.0  # wall-clock time of the scheduled restart (for liveness; 0: none)
     deaths: list[float] = field(default_factory=list)
 
 
@@ -93,6 +94,7 @@ class Supervisor:
         self.loop_beat = time.time()  # the main loop's last turn, for liveness
         self.processes: tuple = ()
         self._metrics_files = threading.Lock()
+        self.health_limits = health.limits(config)
         self._publish_processes()
 
     # ---- metrics and health ---------------------------------------------
@@ -115,14 +117,14 @@ class Supervisor:
         with self._metrics_files:  # a scrape must see the files before or after, never half-moved
             archive_dead_process(self.metrics_dir, pid)
 
-    def _views(self) -> tuple[list, float]:
+    def _views(self) -> tuple[list, object]:
         """What /health and /ready decide from. Called from the HTTP thread: reads only snapshots the main
         loop publishes (never a Process object, whose is_alive() would reap a worker behind its back)."""
         from writer.health import WorkerView
         from writer.status import read_slot
 
         views = []
-        for slot, pid, started in self.processes:
+        for slot, pid, started, restart_due in self.processes:
             state = read_slot(self.status_array, slot)
             # The slot keeps a dead predecessor's values until the new process writes its own.
             own = pid is not None and int(state["pid"]) == pid
@@ -131,27 +133,29 @@ class Supervisor:
                 broker_up=own and state["broker_up"] == 1, database_ok=not own or state["database_ok"] == 1,
                 assigned=int(state["assigned"]) if own else 0,
                 kafka_wait_since=state["kafka_wait_since"] if own else 0.0,
+                database_wait_since=state["database_wait_since"] if own else 0.0,
+                restart_at=restart_due if pid is None else 0.0,
             ))
-        return views, max(10.0, 3 * self.config["processing"]["batch_timeout_ms"] / 1000)
+        return views, self.health_limits
 
     def health(self) -> tuple[bool, dict]:
         from writer.health import liveness
 
-        views, stale_after = self._views()
-        return liveness(views, self.loop_beat, self.stop_requested.is_set(), time.time(), stale_after)
+        views, bounds = self._views()
+        return liveness(views, self.loop_beat, time.time(), bounds)
 
     def ready(self) -> tuple[bool, dict]:
         from writer.database_probe import UNKNOWN
         from writer.health import DatabaseView, readiness
 
-        views, stale_after = self._views()
+        views, bounds = self._views()
         database = self.database_probe.view() if self.database_probe else DatabaseView(UNKNOWN, "", 0.0)
-        return readiness(views, database, self.loop_beat, self.stop_requested.is_set(), time.time(), stale_after)
+        return readiness(views, database, self.loop_beat, self.stop_requested.is_set(), time.time(), bounds)
 
     def _publish_processes(self) -> None:
         # One tuple, replaced whole: the HTTP thread reads it once per request.
         self.processes = tuple(
-            (s.slot, s.process.pid if s.process is not None else None, s.started) for s in self.slots
+            (s.slot, s.process.pid if s.process is not None else None, s.started, s.restart_due) for s in self.slots
         )
 
     # ---- processes --------------------------------------------------------
@@ -167,6 +171,7 @@ class Supervisor:
         process.start()
         slot.process = process
         slot.started = time.time()
+        slot.restart_due = 0.0
         self._publish_processes()
         log.info("worker %d started", slot.slot, extra={"worker_pid": process.pid})
 
@@ -195,6 +200,8 @@ class Supervisor:
                 self.exit_status = restart_policy.service_exit_status(code)
                 return False
             slot.restart_at = now + delay
+            slot.restart_due = time.time() + delay
+            self._publish_processes()
             self.metrics.worker_restarts.inc()
             log.warning("restarting worker %d in %.1f s", slot.slot, delay)
         self.metrics.workers_alive.set(sum(1 for s in self.slots if s.process is not None))

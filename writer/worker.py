@@ -196,7 +196,8 @@ class Worker:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.fatal():  # the consumer cannot go on: stop (exit 2) with nothing of this batch committed
+                # librdkafka reports an unusable consumer as _FATAL: stop (exit 2), nothing of this batch committed.
+                if error.fatal() or error.code() == KafkaError._FATAL:
                     raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
@@ -255,7 +256,7 @@ class Worker:
     def _write_with_retry(self, rows: list[Row]) -> WriteResult:
         try:
             for attempt in self.write_retrying:
-                with attempt:
+                with attempt, self.status.waiting_for_database():
                     result = self.writer.write(rows)
         finally:
             if self.retrying_write:
@@ -301,6 +302,8 @@ class Worker:
             with self.status.waiting_for_kafka():
                 self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:
+            if error.args[0].fatal():  # the consumer is unusable: retrying would run on with a dead consumer
+                raise
             # The rows are stored; whoever consumes these messages again skips them as duplicates.
             self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
             self.metrics.commit_failures.inc()  # every refusal, the idle retries' too
