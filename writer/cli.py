@@ -5,30 +5,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from writer import AUTHORS, __version__, exit_codes
+from writer import config as config_sections
 from writer import replay_options as replay_flags
 
-# flag -> help. Each selects one operation; with none the service starts.
-OPERATIONS = {
-    "version": "print the version and exit",
-    "authors": "print the authors and exit",
-    "show-configuration": "print the effective configuration (secrets not shown)",
-    "check-kafka": "check that the configured Kafka brokers answer (exit status 4 if not)",
-    "db-init": "create the base database schema (does nothing if it exists)",
-    "db-init-migration": "create the migration_info table at version 0 (if missing)",
-    "migration-info": "print the current and the latest schema version",
-    "db-cleanup": "delete the content of all data tables (new_reports, reported, read_errors)",
-    "db-drop-tables": "drop every table the service created",
-    "print-new-reports-for-cleanup": "list new_reports rows older than --max-age",
-    "new-reports-cleanup": "delete new_reports rows older than --max-age",
-    "print-old-reports-for-cleanup": "list reported rows older than --max-age",
-    "old-reports-cleanup": "delete reported rows older than --max-age",
-    "print-read-errors-for-cleanup": "list read_errors rows older than --max-age",
-    "read-errors-cleanup": "delete read_errors rows older than --max-age",
-    "truncate-old-reports": "truncate the reported table",
-}
+# The table of operations is at the end of this module (after the functions it names).
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Without an operation flag the service starts.",
         allow_abbrev=False,
     )
-    for flag, text in OPERATIONS.items():
-        parser.add_argument(f"-{flag}", f"--{flag}", dest=flag.replace("-", "_"), action="store_true", help=text)
-    parser.add_argument("-migrate", "--migrate", metavar="VERSION", help="migrate the schema to VERSION (a number or 'latest')")
+    for operation in OPERATIONS.values():
+        if operation.argument is None:
+            parser.add_argument(f"-{operation.flag}", f"--{operation.flag}", dest=operation.dest, action="store_true",
+                                help=operation.help)
+        else:
+            parser.add_argument(f"-{operation.flag}", f"--{operation.flag}", dest=operation.dest,
+                                metavar=operation.argument, help=operation.help)
     parser.add_argument("-max-age", "--max-age", metavar="AGE", default="7 days",
                         help="PostgreSQL interval for the cleanup operations (default: '7 days')")
     parser.add_argument("-replay", "--replay", action="store_true",
@@ -63,20 +52,16 @@ class OperationFailed(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    chosen = [flag for flag in OPERATIONS if getattr(args, flag.replace("-", "_"))]
-    if args.migrate is not None:
-        chosen.append("migrate")
+    chosen = [operation for operation in OPERATIONS.values() if getattr(args, operation.dest) not in (None, False)]
     if len(chosen) > 1:
-        print(f"ccx-notification-writer: choose one operation, got: {', '.join('--' + c for c in chosen)}", file=sys.stderr)
+        flags = ", ".join("--" + operation.flag for operation in chosen)
+        print(f"ccx-notification-writer: choose one operation, got: {flags}", file=sys.stderr)
         return exit_codes.CONFIGURATION_ERROR
-    if chosen == ["version"]:
-        print(f"ccx-notification-writer version {__version__}")
-        return exit_codes.OK
-    if chosen == ["authors"]:
-        print(AUTHORS)
-        return exit_codes.OK
+    operation = chosen[0] if chosen else None
+    if operation is not None and operation.scope == PROCESS:
+        return _status(operation.run())
     try:
-        return _run(chosen[0] if chosen else None, args)
+        return _run(operation, args)
     except OperationFailed as failure:
         print(f"ccx-notification-writer: {failure}", file=sys.stderr)
         _report_to_sentry(str(failure))
@@ -92,7 +77,12 @@ def _report_to_sentry(text: str) -> None:
         sentry_sdk.capture_message(f"ccx-notification-writer: {text}", level="error")
 
 
-def _run(operation: str | None, args: argparse.Namespace) -> int:
+def _status(result: int | None) -> int:
+    """An operation's exit status: the one it returned, or OK when it returned nothing."""
+    return exit_codes.OK if result is None else result
+
+
+def _run(operation: Operation | None, args: argparse.Namespace) -> int:
     from writer import config as config_module
     from writer import logs
 
@@ -119,36 +109,120 @@ def _run(operation: str | None, args: argparse.Namespace) -> int:
     import logging
 
     # As the original: "started"/"finished" at debug level (CloudWatch and Sentry see the operations too).
-    logging.getLogger("writer.cli").debug("started: %s", operation or "service")
+    name = operation.flag if operation is not None else "service"
+    logging.getLogger("writer.cli").debug("started: %s", name)
     status = _run_operation(operation, args, config, replay_options)
-    logging.getLogger("writer.cli").debug("finished: %s", operation or "service", extra={"exit_status": status})
+    logging.getLogger("writer.cli").debug("finished: %s", name, extra={"exit_status": status})
     return status
 
 
-def _run_operation(operation: str | None, args: argparse.Namespace, config, replay_options) -> int:
+def _run_operation(operation: Operation | None, args: argparse.Namespace, config, replay_options) -> int:
     from writer import config as config_module
 
-    if operation == "show-configuration":
-        _show_configuration(config)
-        return exit_codes.OK
     # Only the settings an operation uses can make it fail (SPEC section 6).
-    needs = {"check-kafka": (config_module.KAFKA,), None: (config_module.KAFKA, config_module.DATABASE,
-                                                          config_module.SERVICE)}
+    needs = SERVICE_NEEDS if operation is None else operation.needs
     try:
-        config.check(*needs.get(operation, (config_module.DATABASE,)))
+        config.check(*needs)
     except config_module.ConfigError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
-    if operation == "check-kafka":
-        from writer.kafka_options import check_kafka
-
-        ok, text = check_kafka(config)
-        print(text)
-        return exit_codes.OK if ok else exit_codes.KAFKA_ERROR
     if operation is None:
         from writer.supervisor import run_service
 
         return run_service(config, replay=args.replay, group_id=args.group_id, replay_options=replay_options)
+    if operation.scope == CONFIGURATION:
+        return _status(operation.run(config))
     return _database_operation(operation, args, config)
+
+
+# ---- what each operation runs ----------------------------------------------------------
+
+
+def _print_version() -> None:
+    print(f"ccx-notification-writer version {__version__}")
+
+
+def _print_authors() -> None:
+    print(AUTHORS)
+
+
+def _check_kafka(config) -> int:
+    from writer.kafka_options import check_kafka
+
+    ok, text = check_kafka(config)
+    print(text)
+    return exit_codes.OK if ok else exit_codes.KAFKA_ERROR
+
+
+def _init_schema(connection, args: argparse.Namespace) -> None:
+    from writer import migrations
+
+    migrations.init_schema(connection)
+    print("database schema initialized (version 0 tables present)")
+
+
+def _init_migration_info(connection, args: argparse.Namespace) -> None:
+    from writer import migrations
+
+    created = migrations.init_migration_info(connection)
+    print("migration_info created at version 0" if created else "migration_info already exists")
+
+
+def _print_migration_info(connection, args: argparse.Namespace) -> None:
+    from writer import migrations
+
+    print(f"current version: {migrations.current_version(connection)}\nlatest version: {migrations.LATEST_VERSION}")
+
+
+def _check_migration_target(args: argparse.Namespace) -> None:
+    """Before connecting: a target that does not exist fails without touching the database."""
+    from writer import migrations
+
+    migrations.parse_target(args.migrate)
+
+
+def _migrate(connection, args: argparse.Namespace) -> None:
+    from writer import migrations
+
+    reached = migrations.migrate(connection, migrations.parse_target(args.migrate))
+    print(f"database schema is at version {reached}")
+
+
+def _cleanup_all(connection, args: argparse.Namespace) -> None:
+    from writer import maintenance
+
+    maintenance.cleanup_all(connection)
+
+
+def _drop_all(connection, args: argparse.Namespace) -> None:
+    from writer import maintenance
+
+    maintenance.drop_all(connection)
+
+
+def _truncate_reported(connection, args: argparse.Namespace) -> None:
+    from writer import maintenance
+
+    maintenance.truncate_reported(connection)
+
+
+def _lister(table: str) -> Callable[[Any, argparse.Namespace], None]:
+    def print_older(connection, args: argparse.Namespace) -> None:
+        from writer import maintenance
+
+        maintenance.print_older_than(connection, table, args.max_age)
+
+    print_older.__name__ = f"print_{table}_older_than_max_age"
+    return print_older
+
+
+def _deleter(table: str) -> Callable[[Any, argparse.Namespace], None]:
+    def delete_older(connection, args: argparse.Namespace) -> None:
+        from writer import maintenance
+
+        maintenance.delete_older_than(connection, table, args.max_age)
+
+    delete_older.__name__ = f"delete_{table}_older_than_max_age"
+    return delete_older
 
 
 def _show_configuration(config) -> None:
@@ -166,36 +240,15 @@ def _show_configuration(config) -> None:
         logging.getLogger("writer.config").warning("refused by the operations that use it: %s", problem)
 
 
-def _database_operation(operation: str, args: argparse.Namespace, config) -> int:
+def _database_operation(operation: Operation, args: argparse.Namespace, config) -> int:
     import psycopg
 
-    from writer import database, maintenance, migrations
+    from writer import database, migrations
     from writer.config import ConfigError
 
-    actions: dict[str, Callable] = {
-        "db-init": lambda c: (migrations.init_schema(c), print("database schema initialized (version 0 tables present)")),
-        "db-init-migration": lambda c: print(
-            "migration_info created at version 0" if migrations.init_migration_info(c) else "migration_info already exists"
-        ),
-        "migration-info": lambda c: print(
-            f"current version: {migrations.current_version(c)}\nlatest version: {migrations.LATEST_VERSION}"
-        ),
-        "migrate": lambda c: print(
-            f"database schema is at version {migrations.migrate(c, migrations.parse_target(args.migrate))}"
-        ),
-        "db-cleanup": maintenance.cleanup_all,
-        "db-drop-tables": maintenance.drop_all,
-        "print-new-reports-for-cleanup": lambda c: maintenance.print_older_than(c, "new_reports", args.max_age),
-        "new-reports-cleanup": lambda c: maintenance.delete_older_than(c, "new_reports", args.max_age),
-        "print-old-reports-for-cleanup": lambda c: maintenance.print_older_than(c, "reported", args.max_age),
-        "old-reports-cleanup": lambda c: maintenance.delete_older_than(c, "reported", args.max_age),
-        "print-read-errors-for-cleanup": lambda c: maintenance.print_older_than(c, "read_errors", args.max_age),
-        "read-errors-cleanup": lambda c: maintenance.delete_older_than(c, "read_errors", args.max_age),
-        "truncate-old-reports": maintenance.truncate_reported,
-    }
-    if operation == "migrate":
+    if operation.check_arguments is not None:
         try:
-            migrations.parse_target(args.migrate)
+            operation.check_arguments(args)
         except migrations.MigrationError as error:
             raise OperationFailed(exit_codes.MIGRATION_ERROR, str(error)) from None
     try:
@@ -209,7 +262,7 @@ def _database_operation(operation: str, args: argparse.Namespace, config) -> int
         ) from None
     try:
         with connection:
-            actions[operation](connection)
+            operation.run(connection, args)
     except migrations.MigrationError as error:
         raise OperationFailed(exit_codes.MIGRATION_ERROR, str(error)) from None
     except psycopg.errors.InvalidDatetimeFormat as error:
@@ -219,6 +272,66 @@ def _database_operation(operation: str, args: argparse.Namespace, config) -> int
             exit_codes.STORAGE_ERROR, f"{database.safe_error_text(error)} (run --db-init and --migrate latest first)"
         ) from None
     except psycopg.Error as error:
-        status = exit_codes.MIGRATION_ERROR if operation in ("migrate", "migration-info", "db-init-migration") else exit_codes.STORAGE_ERROR
-        raise OperationFailed(status, f"{operation} failed: {database.safe_error_text(error)}") from None
+        raise OperationFailed(operation.failure_status,
+                              f"{operation.flag} failed: {database.safe_error_text(error)}") from None
     return exit_codes.OK
+
+
+# ---- the table of operations -----------------------------------------------------------
+
+# What an operation's run function is given, and when it runs.
+PROCESS = "process"  # run(): before the configuration is read
+CONFIGURATION = "configuration"  # run(config) -> exit status or None
+DATABASE = "database"  # run(connection, args) inside one connection; a psycopg.Error fails it
+
+_NO_SECTIONS: tuple[str, ...] = ()
+_KAFKA_SECTIONS = (config_sections.KAFKA,)
+_DATABASE_SECTIONS = (config_sections.DATABASE,)
+SERVICE_NEEDS = (config_sections.KAFKA, config_sections.DATABASE, config_sections.SERVICE)  # no operation flag
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One command-line operation: its flag, help, the function that runs it and its exit status on failure."""
+
+    flag: str
+    help: str
+    run: Callable[..., int | None]
+    scope: str = DATABASE
+    failure_status: int = exit_codes.STORAGE_ERROR
+    needs: tuple[str, ...] = _DATABASE_SECTIONS  # configuration sections it checks before running
+    argument: str | None = None  # metavar of the flag's value; None: the flag takes no value
+    check_arguments: Callable[[argparse.Namespace], None] | None = None  # before connecting
+
+    @property
+    def dest(self) -> str:
+        return self.flag.replace("-", "_")
+
+
+_MIGRATION = exit_codes.MIGRATION_ERROR
+
+OPERATIONS: dict[str, Operation] = {operation.flag: operation for operation in (
+    Operation("version", "print the version and exit", _print_version, PROCESS, exit_codes.OK, _NO_SECTIONS),
+    Operation("authors", "print the authors and exit", _print_authors, PROCESS, exit_codes.OK, _NO_SECTIONS),
+    Operation("show-configuration", "print the effective configuration (secrets not shown)", _show_configuration,
+              CONFIGURATION, exit_codes.CONFIGURATION_ERROR, _NO_SECTIONS),
+    Operation("check-kafka", "check that the configured Kafka brokers answer (exit status 4 if not)", _check_kafka,
+              CONFIGURATION, exit_codes.KAFKA_ERROR, _KAFKA_SECTIONS),
+    Operation("db-init", "create the base database schema (does nothing if it exists)", _init_schema),
+    Operation("db-init-migration", "create the migration_info table at version 0 (if missing)", _init_migration_info,
+              failure_status=_MIGRATION),
+    Operation("migration-info", "print the current and the latest schema version", _print_migration_info,
+              failure_status=_MIGRATION),
+    Operation("db-cleanup", "delete the content of all data tables (new_reports, reported, read_errors)",
+              _cleanup_all),
+    Operation("db-drop-tables", "drop every table the service created", _drop_all),
+    Operation("print-new-reports-for-cleanup", "list new_reports rows older than --max-age", _lister("new_reports")),
+    Operation("new-reports-cleanup", "delete new_reports rows older than --max-age", _deleter("new_reports")),
+    Operation("print-old-reports-for-cleanup", "list reported rows older than --max-age", _lister("reported")),
+    Operation("old-reports-cleanup", "delete reported rows older than --max-age", _deleter("reported")),
+    Operation("print-read-errors-for-cleanup", "list read_errors rows older than --max-age", _lister("read_errors")),
+    Operation("read-errors-cleanup", "delete read_errors rows older than --max-age", _deleter("read_errors")),
+    Operation("truncate-old-reports", "truncate the reported table", _truncate_reported),
+    Operation("migrate", "migrate the schema to VERSION (a number or 'latest')", _migrate,
+              failure_status=_MIGRATION, argument="VERSION", check_arguments=_check_migration_target),
+)}

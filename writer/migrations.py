@@ -6,6 +6,7 @@ import logging
 
 import psycopg
 
+from writer.catalog import table_exists
 from writer.schema import BASE_SCHEMA, LATEST_VERSION, MIGRATION_INFO_TABLE, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,7 @@ def init_schema(connection: psycopg.Connection) -> None:
 def init_migration_info(connection: psycopg.Connection) -> bool:
     """Create migration_info at version 0 if it is missing; True when it was created."""
     with connection.transaction():
-        exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATION_INFO_TABLE,)).fetchone()[0]
-        if exists:
+        if table_exists(connection, MIGRATION_INFO_TABLE):
             return False
         connection.execute("CREATE TABLE migration_info (version INTEGER NOT NULL)")
         connection.execute("INSERT INTO migration_info (version) VALUES (0)")
@@ -34,8 +34,7 @@ def init_migration_info(connection: psycopg.Connection) -> bool:
 
 
 def current_version(connection: psycopg.Connection, lock: bool = False) -> int:
-    exists = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATION_INFO_TABLE,)).fetchone()[0]
-    if not exists:
+    if not table_exists(connection, MIGRATION_INFO_TABLE):
         raise MigrationError("table migration_info does not exist: run --db-init-migration first")
     rows = connection.execute(
         "SELECT version FROM migration_info" + (" FOR UPDATE" if lock else "")

@@ -45,10 +45,11 @@ def preflight_database(config: Config) -> str | None:
     import psycopg
 
     from writer import database
+    from writer.catalog import table_exists
 
     try:
         with database.connect(config, autocommit=True) as connection:
-            if not connection.execute("SELECT to_regclass('new_reports') IS NOT NULL").fetchone()[0]:
+            if not table_exists(connection, "new_reports"):
                 return (f"table new_reports does not exist in {database.describe(config)}: "
                         "run --db-init-migration, --db-init and --migrate latest first")
     except psycopg.Error as error:
