@@ -25,7 +25,7 @@ import uuid
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.procfs import vm_hwm_kib
+from writer.memory import vm_hwm_kib
 from writer.message import Row, parse_message
 
 INSERT = (

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from bench import procfs
 from writer.config import ENV_PREFIX as ENV
 from writer.kafka_options import silent_logger
+from writer.produce import produce_when_room
 
 SECURITY_KEYS = ("security_protocol", "cert_path", "sasl_mechanism", "sasl_username", "sasl_password")
 
@@ -263,12 +264,7 @@ def produce(broker: Broker, topic: str, values, keys, count: int, producer_setti
 
     progress = Progress(f"producing to {topic}", count)
     for index, (key, value) in enumerate(zip(keys, values)):
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value, on_delivery=acknowledged(index))
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_when_room(producer, topic, key=key, value=value, on_delivery=acknowledged(index))
         if index % 1000 == 0:
             producer.poll(0)
             progress.update(index)

@@ -13,6 +13,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from writer.memory import vm_hwm_kib
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -55,19 +57,6 @@ def command_name(pid: int) -> str | None:
             return handle.read().strip()
     except OSError:
         return None
-
-
-def vm_hwm_kib(pid: int | str = "self") -> int | None:
-    """Peak RSS of a process (VmHWM): per address space, reset by exec, unlike ru_maxrss, which a
-    child started from a large parent inherits across fork + exec."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def _children(pid: int) -> list[int] | None:

@@ -38,12 +38,21 @@ class WorkerView:
     restart_at: float = 0.0  # no process: wall-clock time its restart is scheduled for (0: none)
 
 
+# A worker's consume call returns at least once per batch timeout; three missed turns in a row, and never less than
+# STALE_AFTER_MIN_S (short batch timeouts would flag a worker stalled by one slow scheduling turn), is a hang.
+STALE_AFTER_BATCH_TIMEOUTS = 3
+STALE_AFTER_MIN_S = 10.0
+# A dead worker waiting for its scheduled restart is still alive this long past that time (the
+# supervisor's loop and a spawn take a moment).
+RESTART_GRACE_S = 10.0
+
+
 @dataclass(frozen=True)
 class Limits:
     stale_after: float  # no poll for longer: hung
     kafka_wait: float  # a commit or flush waiting for the broker is alive this long
     database_wait: float  # a database call is alive this long
-    restart_grace: float = 10.0  # a dead worker is alive this long past its scheduled restart
+    restart_grace: float = RESTART_GRACE_S  # a dead worker is alive this long past its scheduled restart
 
 
 # librdkafka's socket.timeout.ms (this service does not change it): a request the broker does not answer
@@ -68,7 +77,7 @@ def limits(config) -> Limits:
     statement = storage.get("write_timeout_s") or 0  # statement_timeout, when this version has the key
     writing = max(DATABASE_WAIT_S, DATABASE_ROUND_TRIPS * (statement + DATABASE_ROUND_TRIP_MARGIN_S))
     return Limits(
-        stale_after=max(10.0, 3 * config["processing"]["batch_timeout_ms"] / 1000),
+        stale_after=max(STALE_AFTER_MIN_S, STALE_AFTER_BATCH_TIMEOUTS * config["processing"]["batch_timeout_ms"] / 1000),
         kafka_wait=kafka_wait,
         database_wait=connect + writing,
     )

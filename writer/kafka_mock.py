@@ -24,6 +24,8 @@ import subprocess
 import sys
 from typing import Iterable
 
+from writer.produce import produce_when_room
+
 
 class MockKafka:
     def __init__(self, brokers: int = 1, startup_timeout: float = 20.0) -> None:
@@ -104,12 +106,7 @@ def produce(
             kwargs["timestamp"] = next(timestamp_iter)
         if headers is not None:
             kwargs["headers"] = headers
-        while True:
-            try:
-                producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_when_room(producer, topic, **kwargs)
         if index % 10000 == 0:
             producer.poll(0)
     remaining = producer.flush(120)

@@ -7,6 +7,7 @@ import logging
 import psycopg
 
 from writer.catalog import table_exists
+from writer.database import safe_error_text
 from writer.schema import BASE_SCHEMA, LATEST_VERSION, MIGRATION_INFO_TABLE, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def migrate(connection: psycopg.Connection, target: int, report=print) -> int:
                 for statement in statements:
                     connection.execute(statement)
             except psycopg.Error as error:
-                first_line = str(error).strip().splitlines()[0]
-                raise MigrationError(f"migration {version} -> {reached} ({step.description}) failed: {first_line}") from None
+                raise MigrationError(f"migration {version} -> {reached} ({step.description}) failed: "
+                                     f"{safe_error_text(error)}") from None
             connection.execute("UPDATE migration_info SET version = %s", (reached,))
         report(f"migrated from version {version} to {reached}: {step.description}")

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from writer import exit_codes
 
+# A single crash (a lost broker, an OOM kill) is restarted almost at once: the worker's partitions sit
+# unconsumed meanwhile.
 FIRST_DELAY_S = 0.5
+# A crash loop waits at most this long between attempts: long enough not to spin against a down
+# dependency, short enough that the service resumes within a scrape interval or two once it is back.
 MAX_DELAY_S = 30.0
 
 

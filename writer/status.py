@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import time
 
+# Kept importable from here for writer/worker.py until it imports writer.memory itself.
+from writer.memory import peak_rss_kib as peak_rss_kib
+
 FIELDS = ("pid", "last_poll", "broker_up", "assigned", "database_ok", "kafka_wait_since", "database_wait_since")
 WIDTH = len(FIELDS)
 PID, LAST_POLL, BROKER_UP, ASSIGNED, DATABASE_OK, KAFKA_WAIT_SINCE, DATABASE_WAIT_SINCE = range(WIDTH)
@@ -75,18 +78,3 @@ class WorkerStatus:
 def read_slot(array, slot: int) -> dict[str, float]:
     base = slot * WIDTH
     return {name: array[base + i] for i, name in enumerate(FIELDS)}
-
-
-def peak_rss_kib() -> int:
-    """This process's peak resident memory. VmHWM, because ru_maxrss carries a
-    parent's peak across exec (a supervisor started by a big process)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -30,9 +30,17 @@ from writer import exit_codes, health, restart_policy
 from writer.config import Config, parse_listen_address
 from writer.replay import ReplayTarget
 from writer.replay_options import ReplayOptions, ReplayRequestError
-from writer.status import peak_rss_kib
+from writer.memory import peak_rss_kib
 
 log = logging.getLogger("writer.supervisor")
+
+# One turn of the main loop: how soon a dead worker is noticed and a due restart starts.
+LOOP_INTERVAL_S = 0.2
+# On stop, beyond a worker's own bounds (shutdown timeout + batch timeout): time to close its consumer
+# (leave the group, final commit) before it is killed.
+CLOSE_MARGIN_S = 5.0
+# After SIGKILL: how long to wait for the process to be reaped (the kernel ends it; this only bounds the wait).
+KILL_WAIT_S = 5.0
 
 
 def preflight_database(config: Config) -> str | None:
@@ -176,17 +184,20 @@ class Supervisor:
         self._publish_processes()
         log.info("worker %d started", slot.slot, extra={"worker_pid": process.pid})
 
+    def _start_due_workers(self) -> None:
+        """Start every worker slot without a process whose (re)start time has come."""
+        now = time.monotonic()
+        for slot in self.slots:
+            if slot.process is None and now >= slot.restart_at:
+                self._start_worker(slot)
+
     def _reap(self) -> bool:
-        """Handle dead workers; False when they keep dying and the service must stop."""
+        """Note dead workers and schedule their restarts; False when they keep dying and the service must stop."""
         now = time.monotonic()
         policy = self.config["processing"]
         for slot in self.slots:
             process = slot.process
-            if process is None:
-                if now >= slot.restart_at:
-                    self._start_worker(slot)
-                continue
-            if process.is_alive():
+            if process is None or process.is_alive():
                 continue
             code = process.exitcode
             self._forget_process_metrics(process.pid)
@@ -205,7 +216,6 @@ class Supervisor:
             self._publish_processes()
             self.metrics.worker_restarts.inc()
             log.warning("restarting worker %d in %.1f s", slot.slot, delay)
-        self.metrics.workers_alive.set(sum(1 for s in self.slots if s.process is not None))
         return True
 
     def _stop_workers(self) -> None:
@@ -216,14 +226,14 @@ class Supervisor:
             process.terminate()  # SIGTERM; a worker that just exited is no error
         policy = self.config["processing"]
         # + a worker's last wait for CloudWatch at exit, so a worker sending its last lines is not killed.
-        deadline = (time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000 + 5
-                    + cloudwatch_exit_wait_s(self.config))
+        deadline = (time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000
+                    + CLOSE_MARGIN_S + cloudwatch_exit_wait_s(self.config))
         for process in running:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 log.error("worker pid %d did not stop in time; killing it (its batch will be consumed again)", process.pid)
                 process.kill()
-                process.join(5)
+                process.join(KILL_WAIT_S)
             self._forget_process_metrics(process.pid)
         for slot in self.slots:
             slot.process = None
@@ -269,6 +279,8 @@ class Supervisor:
                 self.loop_beat = time.time()
                 if not self._reap():
                     break
+                self._start_due_workers()
+                self.metrics.workers_alive.set(sum(1 for s in self.slots if s.process is not None))
                 if self.replay_target is not None:
                     remaining = self.replay_target.remaining_partitions()
                     if self.progress is not None:
@@ -276,7 +288,7 @@ class Supervisor:
                     if remaining == 0:
                         self.finished = time.monotonic()
                         break
-                self.stop_requested.wait(0.2)
+                self.stop_requested.wait(LOOP_INTERVAL_S)
         finally:
             if self.progress is not None:
                 self.progress.close()  # the final figures, before any other line
