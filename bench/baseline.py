@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if first is None:
             first = time.time()
         consumed += 1
-        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         row = parse_message(message.value(), message.offset(), now)
         if type(row) is Row:
             connection.execute(INSERT, (row.org_id, row.account_number, row.cluster, row.report.decode(),

@@ -44,7 +44,8 @@ def run(conninfo: str, batches: list[bytes], streams: int, on_ready=None, on_fin
     context = multiprocessing.get_context("fork")
     ready, go, release = context.Barrier(streams + 1), context.Event(), context.Event()
     results = context.Queue()
-    processes = [context.Process(target=_stream, args=(conninfo, i, streams, ready, go, release, results)) for i in range(streams)]
+    processes = [context.Process(target=_stream, args=(conninfo, i, streams, ready, go, release, results))
+                 for i in range(streams)]
     try:
         for process in processes:
             process.start()

@@ -6,6 +6,7 @@ Everything here is measurement plumbing; nothing in ``writer/`` depends on it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import hashlib
 import json
@@ -212,9 +213,9 @@ class Backlog:
     def prepare(self, batch_size: int, build_batches: bool) -> list[bytes]:
         """Fill ``expected`` and, if asked, return the COPY data the writer would send (the ceiling's
         input): ``parse_message`` + ``encode_rows`` per batch of valid messages."""
-        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         batches, rows = [], []
-        for number, (value, offset) in enumerate(zip(self.values(), self.offsets)):
+        for number, (value, offset) in enumerate(zip(self.values(), self.offsets, strict=False)):
             row = parse_message(value, offset, now)
             if type(row) is not Row:
                 if is_valid(number, self.invalid_every):
@@ -272,7 +273,8 @@ def verify(store: Store, expected: dict[tuple[str, int], str], prefilled: int = 
         raise BenchFailure(f"{store.name}: {total - distinct} rows stored twice")
     if stored.keys() != expected.keys():
         missing, extra = len(expected.keys() - stored.keys()), len(stored.keys() - expected.keys())
-        raise BenchFailure(f"{store.name}: stored (cluster, kafka_offset) set differs: {missing} missing, {extra} unexpected")
+        raise BenchFailure(f"{store.name}: stored (cluster, kafka_offset) set differs: "
+                           f"{missing} missing, {extra} unexpected")
     wrong = sum(stored[key] != value for key, value in expected.items())
     if wrong:
         raise BenchFailure(f"{store.name}: {wrong} rows with a report other than the expected shrunk report")
@@ -327,7 +329,8 @@ class SessionSampler:
 
     def local_backends(self) -> dict[int, str]:
         """The sampled backend pids that /proc shows as PostgreSQL processes on this host."""
-        return {pid: "postgres" for pid in list(self.backend_pids) if procfs.command_name(pid) in ("postgres", "postmaster")}
+        return {pid: "postgres" for pid in list(self.backend_pids)
+                if procfs.command_name(pid) in ("postgres", "postmaster")}
 
 
 # ---- running the writer --------------------------------------------------------------------
@@ -402,14 +405,10 @@ def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
             break
         time.sleep(0.05)
     else:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: list[str] | None = None,
@@ -430,7 +429,8 @@ def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: lis
                 if time.time() - started > timeout:
                     stop_process_group(process, grace=0)
                     stdout, stderr = process.communicate()
-                    raise BenchFailure(f"--replay did not finish within {timeout:.0f} s; its log ends with:\n{stderr[-3000:]}") from None
+                    raise BenchFailure(f"--replay did not finish within {timeout:.0f} s; "
+                                       f"its log ends with:\n{stderr[-3000:]}") from None
                 if line is not None and progress is not None:
                     committed = progress[0].committed()
                     if committed >= 0:

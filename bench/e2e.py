@@ -68,13 +68,15 @@ def main_table(results: list[Result]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        percent = f"{100 * r.rate / ceilings[r.streams].rate:.0f}%" if r.kind == "writer" and r.streams in ceilings else "-"
+        against_ceiling = r.kind == "writer" and r.streams in ceilings
+        percent = f"{100 * r.rate / ceilings[r.streams].rate:.0f}%" if against_ceiling else "-"
         multiple = f"{r.rate / baseline.rate:.1f}x" if baseline and r.kind != "baseline" else "-"
         cpu = [micros(r.cpu_us_per_message.get(role)) for role in ROLES]
         rss = r.worker_rss_kib
         lines.append(
-            f"| {r.name} | {r.messages:,} | {r.seconds:.1f} | {fmt_rate(r.rate)} | {fmt_rate(r.rate_total)} | {percent} | "
-            f"{multiple} | {' | '.join(cpu)} | {mib(max(rss)) if rss else '-'} | {mib(sum(rss)) if rss else '-'} | "
+            f"| {r.name} | {r.messages:,} | {r.seconds:.1f} | {fmt_rate(r.rate)} | {fmt_rate(r.rate_total)} | "
+            f"{percent} | {multiple} | {' | '.join(cpu)} | "
+            f"{mib(max(rss)) if rss else '-'} | {mib(sum(rss)) if rss else '-'} | "
             f"{mib(r.supervisor_rss_kib)} | {r.note} |"
         )
     return lines
@@ -82,12 +84,13 @@ def main_table(results: list[Result]) -> list[str]:
 
 def scaling_table(results: list[Result]) -> list[str]:
     lines = [
-        "| backlog | rows already in new_reports | seconds | messages/s | microseconds per message | peak RSS per worker, MiB | notes |",
+        "| backlog | rows already in new_reports | seconds | messages/s | microseconds per message | peak RSS per "
+        "worker, MiB | notes |",
         "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        lines.append(f"| {r.messages:,} | {r.prefilled:,} | {r.seconds:.1f} | {fmt_rate(r.rate)} | {1e6 / r.rate:.0f} | "
-                     f"{', '.join(mib(k) for k in r.worker_rss_kib)} | {r.note} |")
+        lines.append(f"| {r.messages:,} | {r.prefilled:,} | {r.seconds:.1f} | {fmt_rate(r.rate)} | "
+                     f"{1e6 / r.rate:.0f} | {', '.join(mib(k) for k in r.worker_rss_kib)} | {r.note} |")
     return lines
 
 
@@ -108,7 +111,8 @@ def parse_args(argv):
     where = parser.add_argument_group("where to run (default: a Kafka mock it starts, the local PostgreSQL)")
     where.add_argument("--bootstrap-servers", metavar="HOST:PORT",
                        help="a Kafka cluster of yours; TLS/SASL come from the service's configuration "
-                            "(CCX_NOTIFICATION_WRITER_CONFIG_FILE or config.toml, CCX_NOTIFICATION_WRITER__BROKER__*, ACG_CONFIG)")
+                            "(CCX_NOTIFICATION_WRITER_CONFIG_FILE or config.toml, CCX_NOTIFICATION_WRITER__BROKER__*, "
+                            "ACG_CONFIG)")
     where.add_argument("--postgres", metavar="CONNINFO",
                        help="a PostgreSQL of yours (libpq conninfo or URI); PG* variables and ~/.pgpass apply")
     where.add_argument("--schema-only", action="store_true",
@@ -119,26 +123,34 @@ def parse_args(argv):
     parser.add_argument("--messages", type=int, default=100_000, help="backlog size (default 100000)")
     parser.add_argument("--message-mix", choices=("uniform", "varied"),
                         help="uniform: one --size report every time; varied: production-like (distinct rules and "
-                             "details). Default: varied with --bootstrap-servers, else uniform (the mock keeps ~5 MiB per partition)")
+                             "details). Default: varied with --bootstrap-servers, else uniform (the mock keeps ~5 MiB "
+                             "per partition)")
     parser.add_argument("--size", default="middle_size", choices=sample_messages.SIZES,
                         help="report size of uniform messages and of --latency (default middle_size)")
     parser.add_argument("--quick", action="store_true", help="CI mode: ~3000 messages, every section, small")
-    parser.add_argument("--scaling", action="store_true", help="backlogs of 20k/100k/300k and 0 vs 1M rows in new_reports")
-    parser.add_argument("--latency", action="store_true", help="p50/p99 produce -> commit at a quarter of the 2-worker rate")
+    parser.add_argument("--scaling", action="store_true",
+                        help="backlogs of 20k/100k/300k and 0 vs 1M rows in new_reports")
+    parser.add_argument("--latency", action="store_true",
+                        help="p50/p99 produce -> commit at a quarter of the 2-worker rate")
     parser.add_argument("--output", help="also write the tables (markdown) to this file")
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON to this file")
-    parser.add_argument("--baseline-messages", type=int, help="messages for the baseline (default min(messages, 10000))")
-    parser.add_argument("--invalid-every", type=int, default=1000, help="every N-th message is invalid (0: none; default 1000)")
+    parser.add_argument("--baseline-messages", type=int,
+                        help="messages for the baseline (default min(messages, 10000))")
+    parser.add_argument("--invalid-every", type=int, default=1000,
+                        help="every N-th message is invalid (0: none; default 1000)")
     parser.add_argument("--batch-size", type=int, help="[processing] batch_size for the writer and the ceiling")
     parser.add_argument("--batch-timeout-ms", type=int, help="[processing] batch_timeout_ms for the writer")
     parser.add_argument("--latency-seconds", type=float, default=30.0)
-    parser.add_argument("--latency-rate", type=float, help="messages/s for --latency (default: a quarter of the 2-worker rate)")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: ceiling, baseline, writerN (e.g. writer1)")
+    parser.add_argument("--latency-rate", type=float,
+                        help="messages/s for --latency (default: a quarter of the 2-worker rate)")
+    parser.add_argument("--skip", default="",
+                        help="comma-separated sections to skip: ceiling, baseline, writerN (e.g. writer1)")
     parser.add_argument("--profile", metavar="DIR", help="also run 2 workers under py-spy (not timed), output in DIR")
     parser.add_argument("--report-compression", choices=("pglz", "lz4"),
                         help="benchmark only: ALTER new_reports.report SET COMPRESSION in every database")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="run ceiling, writer and baseline N times, interleaved, and keep each one's best (default 1)")
+                        help="run ceiling, writer and baseline N times, interleaved, and keep each one's best "
+                             "(default 1)")
     parser.add_argument("--keep-databases", action="store_true", help="keep the databases (schemas) after the runs")
     args = parser.parse_args(argv)
     if args.schema_only and not args.postgres:
@@ -193,7 +205,8 @@ def run(args) -> int:
     if args.report_compression:
         from bench import common
 
-        common.EXTRA_SCHEMA_SQL.append(f"ALTER TABLE new_reports ALTER COLUMN report SET COMPRESSION {args.report_compression}")
+        common.EXTRA_SCHEMA_SQL.append(
+            f"ALTER TABLE new_reports ALTER COLUMN report SET COMPRESSION {args.report_compression}")
 
     if args.postgres:
         target = PgTarget.from_conninfo(args.postgres, args.schema_only)
@@ -204,7 +217,8 @@ def run(args) -> int:
     report: dict = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "arguments": {
         k: v for k, v in vars(args).items() if k not in ("postgres",)}}
     try:
-        broker = kafka.Broker.given_by_user(args.bootstrap_servers) if args.bootstrap_servers else kafka.Broker.own_mock()
+        broker = (kafka.Broker.given_by_user(args.bootstrap_servers) if args.bootstrap_servers
+                  else kafka.Broker.own_mock())
         brokers = broker.check()
         setup = Setup(target, broker, broker.local_pid(), args.keep_databases, extra_env, args.partitions)
         load_before = os.getloadavg()[0]
@@ -223,13 +237,15 @@ def run(args) -> int:
         batches = backlog.prepare(batch_size, build_batches="ceiling" not in skip)
         header = (
             f"ccx-notification-writer end-to-end benchmark, {datetime.datetime.now():%Y-%m-%d %H:%M}: "
-            f"{os.cpu_count()} cores (load average {load_before:.1f} at the start), Python {platform.python_version()}; "
+            f"{os.cpu_count()} cores (load average {load_before:.1f} at the start), "
+            f"Python {platform.python_version()}; "
             f"PostgreSQL {target.version()}, {target.describe()}; Kafka: {broker.label}, {brokers}; "
             f"topic {backlog.topic}: {backlog.partition_count} partitions, {backlog.topic_creation}; "
             f"{args.messages:,} {args.message_mix} messages"
             + (f" ({args.size})" if args.message_mix == "uniform" else " (production-like: distinct rules and details)")
-            + f", every {args.invalid_every}th invalid, {backlog.produced.message_bytes / 2**20:,.0f} MiB produced with "
-            f"{backlog.produced.compression}" + (" at librdkafka's default batch sizes" if broker.given else " in large batches")
+            + f", every {args.invalid_every}th invalid, {backlog.produced.message_bytes / 2**20:,.0f} MiB produced "
+            f"with {backlog.produced.compression}"
+            + (" at librdkafka's default batch sizes" if broker.given else " in large batches")
             + (f", compression ratio {ratio:.1f}" if ratio else "")
             + f"; batch_size {batch_size}, batch_timeout_ms {batch_timeout}"
             + (f", report compression {args.report_compression} (benchmark ALTER)" if args.report_compression else "")
@@ -239,9 +255,11 @@ def run(args) -> int:
         report.update(header=header, cores=os.cpu_count(), load_average_start=load_before,
                       postgres={"version": target.version(), "where": target.describe(), "local": target.local_host},
                       kafka={"broker": broker.label, "local_pid_seen": setup.broker_pid is not None},
-                      backlog={"topic": backlog.topic, "partitions": backlog.partition_count, "topic_creation": backlog.topic_creation,
+                      backlog={"topic": backlog.topic, "partitions": backlog.partition_count,
+                               "topic_creation": backlog.topic_creation,
                                "messages": backlog.count, "valid": backlog.valid_count, "mix": args.message_mix,
-                               "message_bytes": backlog.produced.message_bytes, "bytes_sent": backlog.produced.wire_bytes,
+                               "message_bytes": backlog.produced.message_bytes,
+                               "bytes_sent": backlog.produced.wire_bytes,
                                "compression": backlog.produced.compression, "compression_ratio": ratio})
 
         runs: dict[str, list[Result]] = {}
@@ -258,7 +276,8 @@ def run(args) -> int:
                     log(f"this writer, --replay, {workers} worker(s)")
                     result = measure_writer(setup, backlog, workers)
                     runs.setdefault(f"writer{workers}", []).append(result)
-                    log(f"  {result.rate:,.0f} messages/s after the group join, {result.rate_total:,.0f} from start; {result.note}")
+                    log(f"  {result.rate:,.0f} messages/s after the group join, {result.rate_total:,.0f} from start; "
+                        f"{result.note}")
             if subset is not None:
                 log(f"baseline on {args.baseline_messages:,} messages")
                 result = measure_baseline(setup, subset)
@@ -269,7 +288,8 @@ def run(args) -> int:
         for attempts in runs.values():
             best = max(attempts, key=lambda r: r.rate)
             if len(attempts) > 1:
-                best.note = (best.note + "; " if best.note else "") + "best of " + "/".join(fmt_rate(r.rate) for r in attempts)
+                rates = "/".join(fmt_rate(r.rate) for r in attempts)
+                best.note = (best.note + "; " if best.note else "") + "best of " + rates
             results.append(best)
         order = {"ceiling": 0, "writer": 1, "baseline": 2}
         results.sort(key=lambda r: (r.kind == "baseline", r.streams, order[r.kind]))
@@ -278,17 +298,21 @@ def run(args) -> int:
         output += [
             "",
             f"Load average (1 min) {load_before:.1f} before, {load_after:.1f} after. messages/s: this writer from its "
-            "first partition assignment (log line 'partitions assigned') to the supervisor seeing every committed offset "
-            "at the end offsets ('replay: caught up', polled every 0.2 s); the next column from the process start, so "
+            "first partition assignment (log line 'partitions assigned') to the supervisor seeing every committed "
+            "offset at the end offsets ('replay: caught up', polled every 0.2 s); the next column from the process "
+            "start, so "
             "startup and the consumer-group join are included. Ceiling: rows/s from all streams connected to the last "
             f"commit. Baseline: from its first message, on the first {args.baseline_messages:,} messages. % of COPY "
             "ceiling and x baseline use the first messages/s column. CPU µs/msg: user + system CPU time of each class "
             "of processes over the same window as messages/s, divided by the messages (ceiling: rows), from /proc "
-            "(writer: sampled every 0.1 s, interpolated, '-' for a window under 2 s; ceiling: read at its start and end); PostgreSQL = the run's own backends, broker = the process listening on the bootstrap port, "
-            "unless it is a port forwarder such as docker-proxy; '-' where /proc cannot see them (not on this host). Peak RSS: VmHWM of each process from /proc. Rows "
+            "(writer: sampled every 0.1 s, interpolated, '-' for a window under 2 s; ceiling: read at its start and "
+            "end); PostgreSQL = the run's own backends, broker = the process listening on the bootstrap port, "
+            "unless it is a port forwarder such as docker-proxy; '-' where /proc cannot see them (not on this host). "
+            "Peak RSS: VmHWM of each process from /proc. Rows "
             "marked 'best of' ran --repeat times, interleaved; the best is shown.",
             "",
-            "PostgreSQL sessions of each run (pg_stat_activity sampled every 50 ms; verb:wait_event_type:wait_event, CPU = no wait):",
+            "PostgreSQL sessions of each run (pg_stat_activity sampled every 50 ms; verb:wait_event_type:wait_event, "
+            "CPU = no wait):",
             "",
         ]
         output += [f"- {r.name}: {r.waits}" for r in results if r.waits]
@@ -316,13 +340,14 @@ def run(args) -> int:
             output += [
                 "",
                 f"Latency: the service (not replay), 2 workers, {lat.messages:,} messages at {lat.rate:,.0f}/s "
-                f"({'a quarter of the 2-worker rate above' if not args.latency_rate else 'as requested'}); from LastChecked "
-                "= the produce time to the row's commit (a deferred trigger records clock_timestamp() at COMMIT) and to "
-                "the row's COPY (column default clock_timestamp()).",
+                f"({'a quarter of the 2-worker rate above' if not args.latency_rate else 'as requested'}); from "
+                "LastChecked = the produce time to the row's commit (a deferred trigger records clock_timestamp() at "
+                "COMMIT) and to the row's COPY (column default clock_timestamp()).",
                 "",
                 "| produce -> | p50 ms | p99 ms | max ms |",
                 "|---|---:|---:|---:|",
-                f"| row committed | {lat.p50_commit * 1000:.0f} | {lat.p99_commit * 1000:.0f} | {lat.max_commit * 1000:.0f} |",
+                f"| row committed | {lat.p50_commit * 1000:.0f} | {lat.p99_commit * 1000:.0f} | "
+                f"{lat.max_commit * 1000:.0f} |",
                 f"| row written by COPY | {lat.p50_copy * 1000:.0f} | {lat.p99_copy * 1000:.0f} | - |",
                 "",
                 f"SIGTERM -> exit {lat.exit_status} in {lat.stop_seconds:.1f} s.",
@@ -342,7 +367,8 @@ def run(args) -> int:
                 finally:
                     broker.delete_topics([big.topic], log)
                 scaling.append(result)
-                log(f"  {result.rate:,.0f} messages/s, worker RSS {[mib(k) for k in result.worker_rss_kib]} MiB; {result.note}")
+                worker_rss = [mib(k) for k in result.worker_rss_kib]
+                log(f"  {result.rate:,.0f} messages/s, worker RSS {worker_rss} MiB; {result.note}")
             report["scaling"] = [dataclasses.asdict(r) for r in scaling]
             output += ["", "Scaling: this writer, 2 workers, --replay (messages/s after the group join):", ""]
             output += scaling_table(scaling)

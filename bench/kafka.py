@@ -72,7 +72,8 @@ class Broker:
         options = {**common_options(loaded), "bootstrap.servers": bootstrap, "client.id": "ccxw-bench"}
         env = {ENV + "BROKER__" + key.upper(): str(loaded["broker"][key])
                for key in SECURITY_KEYS if loaded["broker"][key]}
-        return cls(options, env, f"{bootstrap} (given; security protocol {options.get('security.protocol', 'PLAINTEXT')})")
+        protocol = options.get("security.protocol", "PLAINTEXT")
+        return cls(options, env, f"{bootstrap} (given; security protocol {protocol})")
 
     @classmethod
     def own_mock(cls) -> Broker:
@@ -263,7 +264,7 @@ def produce(broker: Broker, topic: str, values, keys, count: int, producer_setti
         return record
 
     progress = Progress(f"producing to {topic}", count)
-    for index, (key, value) in enumerate(zip(keys, values)):
+    for index, (key, value) in enumerate(zip(keys, values, strict=False)):
         produce_when_room(producer, topic, key=key, value=value, on_delivery=acknowledged(index))
         if index % 1000 == 0:
             producer.poll(0)
@@ -297,7 +298,7 @@ def check_retained(broker: Broker, topic: str, produced: Produced) -> None:
     try:
         counts = Counter(produced.partitions)
         for partition in sorted(counts):
-            mine = [o for p, o in zip(produced.partitions, produced.offsets) if p == partition]
+            mine = [o for p, o in zip(produced.partitions, produced.offsets, strict=False) if p == partition]
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=15)
             if low > min(mine) or high < max(mine) + 1:
                 raise BrokerError(

@@ -14,8 +14,19 @@ from dataclasses import dataclass
 import psycopg
 
 from bench.common import (
-    CLI, BenchFailure, MessageFactory, digest, log, log_time, migrated_store, parse_log, private_cwd, shrunk_report,
-    stop_process_group, verify, writer_env,
+    CLI,
+    BenchFailure,
+    MessageFactory,
+    digest,
+    log,
+    log_time,
+    migrated_store,
+    parse_log,
+    private_cwd,
+    shrunk_report,
+    stop_process_group,
+    verify,
+    writer_env,
 )
 from bench.measure import Setup
 from writer import sample_messages
@@ -68,7 +79,7 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
 
     def send(number: int) -> None:
         producer.produce(topic, key=b"%d" % number, on_delivery=on_delivery,
-                         value=factory.encoded(number, datetime.datetime.now(datetime.timezone.utc)))
+                         value=factory.encoded(number, datetime.datetime.now(datetime.UTC)))
 
     first_number = 50_000_000
     process = store = None
@@ -82,8 +93,9 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
         with psycopg.connect(store.conninfo(), autocommit=True) as connection:
             connection.execute(_LATENCY_SQL)
         env = writer_env(store, setup.broker, topic, 2, "ccxw-bench-latency", setup.extra_env)
-        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env, cwd=private_cwd(),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env,
+                                   cwd=private_cwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   start_new_session=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
         reader.start()
@@ -91,7 +103,8 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
         members = min(2, setup.broker.partitions(topic))
         deadline = time.time() + 60
         while time.time() < deadline:
-            assigned = [line for line in parse_log("\n".join(lines))[0] if line.get("message", "").startswith("partitions assigned")]
+            assigned = [line for line in parse_log("\n".join(lines))[0]
+                        if line.get("message", "").startswith("partitions assigned")]
             if len({line["pid"] for line in assigned}) >= members and time.time() - log_time(assigned[-1]) > 2:
                 break
             time.sleep(0.2)

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 
 from bench import ceiling, kafka, procfs
 from bench.common import (
-    Backlog, BenchFailure, SessionSampler, log, log_time, migrated_store, prefill, run_replay, verify, writer_env,
+    Backlog,
+    BenchFailure,
+    SessionSampler,
+    log,
+    log_time,
+    migrated_store,
+    prefill,
+    run_replay,
+    verify,
+    writer_env,
 )
 from bench.pg import PgTarget
 
@@ -132,7 +141,8 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
             tail = "\n".join([json.dumps(line) for line in run.log[-15:]] + run.stderr_other[-15:])
             raise BenchFailure(f"--replay with {workers} workers exited {run.returncode}:\n{tail}")
         summary = next((line for line in run.stdout.splitlines() if line.startswith("replay finished: ")), "")
-        expected = f"messages {backlog.count}, stored {backlog.valid_count}, duplicates 0, rejected {backlog.count - backlog.valid_count}"
+        expected = (f"messages {backlog.count}, stored {backlog.valid_count}, duplicates 0, "
+                    f"rejected {backlog.count - backlog.valid_count}")
         if not summary.startswith("replay finished: " + expected):
             raise BenchFailure(f"unexpected replay summary {summary!r}, expected {expected!r}")
         rows = verify(store, backlog.expected, prefilled)
@@ -149,7 +159,8 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
     begin = min(log_time(line) for line in assigned)
     total = end - run.started
     failed_commits = len(run.all("offset commit failed"))
-    events = f"{len(assigned)} assignment events" + (f", {failed_commits} failed offset commits" if failed_commits else "")
+    events = (f"{len(assigned)} assignment events"
+              + (f", {failed_commits} failed offset commits" if failed_commits else ""))
     supervisor_rss = run.sampler.peak_rss("supervisor").get(run.pid)
     return Result(
         f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}", "writer", backlog.count, rows,

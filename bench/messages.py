@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import datetime
 import random
-from functools import lru_cache
+from functools import cache
 
 import orjson
 
@@ -27,7 +27,7 @@ _RULE_FAMILIES = ["node", "operator", "etcd", "network", "storage", "image_regis
                   "ingress", "machine_config", "sap", "vsphere", "aws", "upgrade", "certificate"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hits() -> tuple[dict, ...]:
     """Every rule hit of the sample reports (20 distinct rules)."""
     hits = {}
@@ -38,7 +38,8 @@ def _hits() -> tuple[dict, ...]:
 
 
 def _node(rng: random.Random) -> str:
-    return f"ip-10-0-{rng.randrange(256)}-{rng.randrange(256)}.{rng.choice(['ec2.internal', 'us-east-2.compute.internal'])}"
+    domain = rng.choice(["ec2.internal", "us-east-2.compute.internal"])
+    return f"ip-10-0-{rng.randrange(256)}-{rng.randrange(256)}.{domain}"
 
 
 def _vary(value, rng: random.Random):
@@ -60,7 +61,7 @@ def _vary(value, rng: random.Random):
     return value
 
 
-@lru_cache(maxsize=None)
+@cache
 def _rule_variants(kind: str) -> tuple[tuple[dict, ...], ...]:
     """150 rules of ``kind``, each in 4 variants (nodes, counts, tags): built once, shared by messages."""
     rng = random.Random(kind)
@@ -75,7 +76,8 @@ def _rule_variants(kind: str) -> tuple[tuple[dict, ...], ...]:
                 "key": f"{kind.upper()}_{family.upper()}_{i:03d}",
                 "details": {"type": kind, f"{kind}_key": f"{family.upper()}_{i:03d}",
                             "nodes": [_node(rng) for _ in range(rng.randint(0, 3))], "count": rng.randint(0, 500)},
-                "tags": rng.sample(["performance", "security", "fault_tolerance", "service_availability"], rng.randint(0, 2)),
+                "tags": rng.sample(["performance", "security", "fault_tolerance", "service_availability"],
+                                   rng.randint(0, 2)),
                 "links": {},
             }
             for _ in range(4)
@@ -110,8 +112,10 @@ def varied_body(number: int) -> dict:
             "execution_context": "ccx_ocp_core.context.InsightsOperatorContext",
             "plugin_sets": {
                 "insights-core": {"version": f"insights-core-3.0.{rng.randint(280, 320)}-1", "commit": "placeholder"},
-                "ccx_rules_ocp": {"version": f"ccx_rules_ocp-2022.{rng.randint(6, 12)}.{rng.randint(1, 28)}-1", "commit": None},
-                "ccx_ocp_core": {"version": f"ccx_ocp_core-2022.{rng.randint(6, 12)}.{rng.randint(1, 28)}-1", "commit": None},
+                "ccx_rules_ocp": {"version": f"ccx_rules_ocp-2022.{rng.randint(6, 12)}.{rng.randint(1, 28)}-1",
+                                  "commit": None},
+                "ccx_ocp_core": {"version": f"ccx_ocp_core-2022.{rng.randint(6, 12)}.{rng.randint(1, 28)}-1",
+                                 "commit": None},
                 "cluster_version": {"version": version, "commit": None},
             },
         },

@@ -21,7 +21,6 @@ from writer.config import ENV_PREFIX as ENV
 from writer.testing.postgres import create_database, drop_database, find_or_start_postgres
 
 
-
 class TargetError(Exception):
     """The PostgreSQL the user named cannot be used (one line for the operator)."""
 

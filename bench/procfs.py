@@ -160,8 +160,9 @@ class _Track:
 
 class ProcessSampler:
     """Samples CPU time and VmHWM every ``interval`` s: a root process (role "supervisor"), its
-    descendants ("children"; ``assign`` gives them their roles afterwards), and the pids that ``extra()`` names with their roles (PostgreSQL
-    backends, a local broker). CPU of a role over a window is read afterwards with ``cpu_between``."""
+    descendants ("children"; ``assign`` gives them their roles afterwards), and the pids that ``extra()``
+    names with their roles (PostgreSQL backends, a local broker). CPU of a role over a window is read
+    afterwards with ``cpu_between``."""
 
     def __init__(self, root_pid: int | None, extra=None, interval: float = 0.1) -> None:
         self.root_pid = root_pid
@@ -230,7 +231,7 @@ def _cpu_at(track: _Track, moment: float) -> float:
         samples = [(track.started, 0.0), *samples]
     if moment <= samples[0][0]:
         return 0.0 if track.started is not None and track.started >= moment else samples[0][1]
-    for (t0, c0), (t1, c1) in zip(samples, samples[1:]):
+    for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False):
         if t0 <= moment <= t1:
             return c0 + (c1 - c0) * (moment - t0) / (t1 - t0) if t1 > t0 else c1
     return samples[-1][1]

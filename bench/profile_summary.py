@@ -18,8 +18,10 @@ def summarize(path: str, top: int = 20) -> str:
     inclusive: dict[str, Counter] = defaultdict(Counter)
     leaf: dict[str, Counter] = defaultdict(Counter)
     totals: Counter = Counter()
-    for line in open(path):
-        stack, _, count = line.rstrip("\n").rpartition(" ")
+    with open(path) as handle:
+        lines = handle.read().splitlines()
+    for line in lines:
+        stack, _, count = line.rpartition(" ")
         if not stack:
             continue
         frames = stack.split(";")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -70,7 +69,8 @@ def test_sigterm_stops_the_writer_and_drops_the_schemas(bench_database):
             time.sleep(0.05)
         assert writer_pids, "no writer with workers seen:\n" + "".join(lines[-20:])
         with psycopg.connect(bench_database) as connection:
-            schemas = connection.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ccxw_bench_%'").fetchone()[0]
+            schemas = connection.execute(
+                "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'ccxw_bench_%'").fetchone()[0]
         assert schemas == 1  # the writer's run, mid-way
 
         process.send_signal(signal.SIGTERM)

@@ -135,9 +135,9 @@ def user_database(tmp_path):
 
 def test_the_user_database_role_may_not_create_databases(user_database):
     """The fixture's premise: a benchmark falling back to CREATE DATABASE would fail with this role."""
-    with psycopg.connect(user_database, autocommit=True) as connection:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            connection.execute('CREATE DATABASE "ccxw_bench_never"')
+    with psycopg.connect(user_database, autocommit=True) as connection, \
+            pytest.raises(psycopg.errors.InsufficientPrivilege):
+        connection.execute('CREATE DATABASE "ccxw_bench_never"')
 
 
 @pytest.mark.timeout(600)

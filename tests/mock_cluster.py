@@ -103,7 +103,7 @@ def _host() -> None:
 class MockCluster:
     def __init__(self, argv: list[str] | None = None, startup_timeout: float = STARTUP_TIMEOUT_S) -> None:
         # stderr to a file: shown when the host fails, and never a pipe that could fill up and block it.
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - open for the host's lifetime
         self._process = subprocess.Popen(
             argv or [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             stderr=self._stderr,
@@ -156,7 +156,7 @@ class MockCluster:
                 self._process.wait()
         self._stderr.close()
 
-    def __enter__(self) -> "MockCluster":
+    def __enter__(self) -> MockCluster:
         return self
 
     def __exit__(self, *exc) -> None:

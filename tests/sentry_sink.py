@@ -47,7 +47,7 @@ class SentrySink:
         found = []
         for body in self.bodies:
             lines = body.split(b"\n")
-            for header, payload in zip(lines[1:], lines[2:]):
+            for header, payload in zip(lines[1:], lines[2:], strict=False):
                 try:
                     item = json.loads(header)
                 except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,8 +52,8 @@ class Service:
     def __init__(self, env: dict[str, str], *args: str, cwd: str | None = None) -> None:
         self.env = env
         # Files, not pipes: an unread pipe fills up and blocks the service's logging.
-        self._out = tempfile.TemporaryFile(mode="w+")
-        self._err = tempfile.TemporaryFile(mode="w+")
+        self._out = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - read for as long as the object lives
+        self._err = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - likewise
         self.process = subprocess.Popen(
             [console_script(), *args], env=env, cwd=cwd, stdout=self._out, stderr=self._err, text=True,
             start_new_session=True,
@@ -100,10 +101,8 @@ class Service:
         return self.process.returncode
 
     def kill_all(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.finish(10)
 
 

@@ -12,13 +12,22 @@ import uuid
 
 import psycopg
 import pytest
+from faults_helpers import wait_until
 from psycopg.conninfo import conninfo_to_dict
 
-from faults_helpers import wait_until
 from writer import database_probe
 from writer.database_probe import (
-    CREDENTIALS_REJECTED, DATABASE_MISSING, NOT_WRITABLE, OK, PROBE_FAILED, REFUSED, UNREACHABLE, DatabaseProbe,
-    classify_connect_error, probe_conninfo, probe_once,
+    CREDENTIALS_REJECTED,
+    DATABASE_MISSING,
+    NOT_WRITABLE,
+    OK,
+    PROBE_FAILED,
+    REFUSED,
+    UNREACHABLE,
+    DatabaseProbe,
+    classify_connect_error,
+    probe_conninfo,
+    probe_once,
 )
 
 MESSAGES = [

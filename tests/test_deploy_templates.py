@@ -8,10 +8,15 @@ import re
 
 import pytest
 import yaml
-
 from deploy_helpers import (
-    PREFIX, ROOT, launcher_dir, run_sh, split_shell_commands, tls_adjusted_params,
+    PREFIX,
+    ROOT,
+    launcher_dir,
+    run_sh,
+    split_shell_commands,
+    tls_adjusted_params,
 )
+
 from writer import config as config_module
 from writer.cli import OPERATIONS, build_parser
 from writer.config import SCHEMA
@@ -111,7 +116,8 @@ def test_every_command_is_one_of_our_operations(name):
         for argv in split_shell_commands(container["command"][2]):
             assert argv[0] == "./ccx-notification-writer", argv
             args = parser.parse_args(argv[1:])  # an unknown flag exits (SystemExit): the test fails
-            chosen = [f for f in OPERATIONS if getattr(args, f.replace("-", "_"))] + (["migrate"] if args.migrate else [])
+            chosen = [flag for flag, operation in OPERATIONS.items()
+                      if getattr(args, operation.dest) not in (None, False)]
             assert len(chosen) == 1, argv
             commands.append(chosen[0])
     expected = {"clowdapp.yaml": ["db-init-migration", "db-init", "migrate"],

@@ -6,7 +6,8 @@
 - a refused offset commit of the last batch is retried while no message comes, and counted;
 - replay: Kafka unreachable (4), an empty or missing topic (0 messages at once), a failing committed() call;
 - payload-tracker statuses of stored, rejected and refused messages; a tracker that refuses;
-- Kafka error events inside a batch; a fatal error (raised by consume() or commit(), or a _FATAL event) stops the worker with 2.
+- Kafka error events inside a batch; a fatal error (raised by consume() or commit(), or a _FATAL event) stops
+  the worker with 2.
 """
 
 from __future__ import annotations
@@ -21,15 +22,33 @@ import uuid
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
-
 from faults_helpers import (
-    PARTITIONS, RowMonitor, Service, committed, compare, consume_topic, end_offsets, expected_key, free_port, header,
-    produce_raw, service_env, stored_keys, wait_until,
+    PARTITIONS,
+    RowMonitor,
+    Service,
+    committed,
+    compare,
+    consume_topic,
+    end_offsets,
+    expected_key,
+    free_port,
+    header,
+    produce_raw,
+    service_env,
+    stored_keys,
+    wait_until,
 )
 from mock_cluster import (
-    GROUP_AUTHORIZATION_FAILED, MSG_SIZE_TOO_LARGE, OFFSET_COMMIT, OFFSET_FETCH, POLICY_VIOLATION, PRODUCE,
-    REBALANCE_IN_PROGRESS, MockCluster,
+    GROUP_AUTHORIZATION_FAILED,
+    MSG_SIZE_TOO_LARGE,
+    OFFSET_COMMIT,
+    OFFSET_FETCH,
+    POLICY_VIOLATION,
+    PRODUCE,
+    REBALANCE_IN_PROGRESS,
+    MockCluster,
 )
+
 from writer.sample_messages import encoded, message
 
 REASON = "ccx-rejection-reason"
@@ -74,7 +93,7 @@ def summary_numbers(service: Service) -> dict[str, int]:
     match = re.search(r"replay finished: messages (\d+), stored (\d+), duplicates (\d+), rejected (\d+)",
                       service.stdout())
     assert match, service.stdout() + service.stderr()[-2000:]
-    return dict(zip(("messages", "stored", "duplicates", "rejected"), map(int, match.groups())))
+    return dict(zip(("messages", "stored", "duplicates", "rejected"), map(int, match.groups()), strict=False))
 
 
 # ---- dead letters ------------------------------------------------------------------------------------------
@@ -198,14 +217,14 @@ def test_replay_survives_failing_committed_calls(migrated_database, kafka, topic
     assert committed(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
 
 
-# ---- payload tracker --------------------------------------------------------------------------------------------------
+# ---- payload tracker ----------------------------------------------------------------------------------------------
 
 
 REFUSED_ORG = 4242
 
 
 def test_tracker_statuses_of_stored_rejected_and_refused_messages(migrated_database, kafka, topic, group, tmp_path):
-    future = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     incomplete = message(100, request_id="incomplete-1")
     del incomplete["Report"]["system"]
     values = [
@@ -255,7 +274,7 @@ def test_tracker_refusing_never_holds_up_storage(migrated_database, kafka, topic
     assert not_delivered and all("status messages not delivered" in m for m in not_delivered), not_delivered
 
 
-# ---- Kafka error events inside a batch -----------------------------------------------------------------------------------
+# ---- Kafka error events inside a batch ----------------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -10,20 +10,25 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import signal
 import time
 import uuid
 
 import psutil
 import psycopg
 import pytest
-
 from conftest import create_database, drop_database
 from faults_helpers import Service, free_port, service_env, wait_until
+
 from writer import config as config_module
 from writer import database_probe
 from writer.database_probe import (
-    CREDENTIALS_REJECTED, DATABASE_MISSING, NOT_WRITABLE, OK, UNREACHABLE, DatabaseProbe, classify_connect_error,
+    CREDENTIALS_REJECTED,
+    DATABASE_MISSING,
+    NOT_WRITABLE,
+    OK,
+    UNREACHABLE,
+    DatabaseProbe,
+    classify_connect_error,
     probe_once,
 )
 from writer.health import DatabaseView, Limits, WorkerView, limits, liveness, readiness

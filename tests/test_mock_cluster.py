@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sys
 
-import pytest
-
 import mock_cluster
+import pytest
 from mock_cluster import MockCluster
 
 

@@ -9,7 +9,14 @@ import orjson
 import pytest
 
 from tests.service import (
-    Service, committed_offsets, end_offsets, free_port, parse_metrics, read_topic, service_env, wait_until_committed,
+    Service,
+    committed_offsets,
+    end_offsets,
+    free_port,
+    parse_metrics,
+    read_topic,
+    service_env,
+    wait_until_committed,
 )
 from writer import sample_messages
 from writer.dead_letters import REASON_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER
@@ -272,7 +279,8 @@ def test_logs_are_json_lines_and_readable_in_debug_mode(migrated_database, kafka
     assert "offset" in rejected[0] and "partition" in rejected[0]
     assert not [p for p in parsed if p["level"] == "debug"]
 
-    debug_env = dict(service_env(migrated_database, kafka_bootstrap, topic), CCX_NOTIFICATION_WRITER__LOGGING__DEBUG="true",
+    debug_env = dict(service_env(migrated_database, kafka_bootstrap, topic),
+                     CCX_NOTIFICATION_WRITER__LOGGING__DEBUG="true",
                      CCX_NOTIFICATION_WRITER__LOGGING__LOG_LEVEL="DEBUG")  # debug is the format, not the level
     debug = cli("--replay", "--group-id", "debug-group", env=debug_env, timeout=120)
     assert debug.returncode == 0

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from itertools import cycle
 
 import orjson
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.service import Service, committed_offsets, end_offsets, parse_metrics, service_env
@@ -69,7 +68,7 @@ def table_snapshot(database) -> list[tuple]:
 
 
 def rfc3339(milliseconds: int) -> str:
-    return datetime.datetime.fromtimestamp(milliseconds / 1000, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.datetime.fromtimestamp(milliseconds / 1000, datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
 def now_ms() -> int:
@@ -123,7 +122,7 @@ def test_since_and_until_select_exactly_the_window(migrated_database, kafka_boot
     assert summary["stored"] == sum(1 for m in inside if m.cluster)
     assert summary["rejected_by_reason"] == dict(Counter(m.reason for m in inside if m.reason))
     assert summary["complete"] is True and summary["exit_status"] == 0
-    assert summary["since"] == datetime.datetime.fromtimestamp(since / 1000, datetime.timezone.utc).isoformat()
+    assert summary["since"] == datetime.datetime.fromtimestamp(since / 1000, datetime.UTC).isoformat()
     assert f"skipped {before + len(first_after)} outside the window" in result.stdout
     # --until ended the replay at the window's end, not at the end offsets.
     assert committed_offsets(kafka_bootstrap, topic, group, ends) == {p: first_after.get(p, ends[p]) for p in ends}
@@ -170,7 +169,7 @@ def test_partitions_outside_the_topic_is_a_one_line_error(migrated_database, kaf
 
 
 def _prestore(database, numbers) -> None:
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     rows = [parse_message(sample_messages.encoded(i, "small_size"), 0, now) for i in numbers]
     writer = BatchWriter(database.conninfo)
     try:

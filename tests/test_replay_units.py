@@ -17,12 +17,18 @@ from writer.cli import build_parser
 from writer.progress import ProgressReporter, RateMeter, ReplayGauges, describe, figures, format_duration
 from writer.replay import messages_done, partition_done, starts_from_answers
 from writer.replay_options import (
-    ReplayOptions, ReplayRequestError, Window, check_group, options_from_args, parse_partitions, parse_time,
+    ReplayOptions,
+    ReplayRequestError,
+    Window,
+    check_group,
+    options_from_args,
+    parse_partitions,
+    parse_time,
 )
-from writer.replay_worker import ReplayScope
 from writer.replay_summary import extend, format_line, write_json
+from writer.replay_worker import ReplayScope
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 NOW = datetime.datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
 

@@ -47,7 +47,8 @@ def catalog(database) -> dict:
                          "WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'p', 'v', 'm') "
                          "ORDER BY relname")
         columns = rows(c, """
-            SELECT cl.relname, row_number() OVER (PARTITION BY cl.relname ORDER BY a.attnum), a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+            SELECT cl.relname, row_number() OVER (PARTITION BY cl.relname ORDER BY a.attnum), a.attname,
+                   format_type(a.atttypid, a.atttypmod), a.attnotnull,
                    pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
                    col_description(cl.oid, a.attnum)
             FROM pg_attribute a

@@ -8,10 +8,9 @@ import signal
 import uuid
 
 import pytest
-
 from faults_helpers import Service, service_env, wait_until
-from writer.restart_policy import after_death, service_exit_status
 
+from writer.restart_policy import after_death, service_exit_status
 
 # ---- the policy, with the numbers written out -----------------------------------------------------------
 
@@ -92,7 +91,7 @@ def test_service_restarts_with_backoff_forgets_old_deaths_and_stops_with_2_after
         # Both deaths fall out of the 8 s window: the next one is a first death again.
         second_death = wait_until(lambda: [r for r in service.log_records() if "died with status" in r["message"]],
                                   10)[-1]
-        wait_until(lambda: datetime.datetime.now(datetime.timezone.utc) - _time(second_death)
+        wait_until(lambda: datetime.datetime.now(datetime.UTC) - _time(second_death)
                    > datetime.timedelta(seconds=8.5), 20, message="the window to pass")
         kill_worker()
         restarted()
@@ -115,5 +114,5 @@ def test_service_restarts_with_backoff_forgets_old_deaths_and_stops_with_2_after
     starts = [_time(r) for r in records if r["message"] == "worker 0 started"]
     deaths = [_time(r) for r in records if "died with status -9" in r["message"]]
     assert len(starts) == 5 and len(deaths) == 5
-    for death, start, plan in zip(deaths, starts[1:], plans):
+    for death, start, plan in zip(deaths, starts[1:], plans, strict=False):
         assert (start - death).total_seconds() >= float(plan.split(" in ")[1].split(" ")[0]) - 0.05, (death, start)

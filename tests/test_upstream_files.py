@@ -14,10 +14,16 @@ import signal
 import time
 
 import pytest
-
 from deploy_helpers import (
-    PREFIX, commented_commands, launcher_dir, read_env_file, run_sh, tls_adjusted_params, upstream_dir,
+    PREFIX,
+    commented_commands,
+    launcher_dir,
+    read_env_file,
+    run_sh,
+    tls_adjusted_params,
+    upstream_dir,
 )
+
 from tests.service import Service, free_port
 from writer import sample_messages
 from writer.kafka_mock import produce
@@ -94,7 +100,7 @@ def test_migration_init_container_commands_under_the_service_manifest(database, 
     script = migration_script()
     assert script.count("./ccx-notification-writer") == 3
     workdir = launcher_dir(tmp_path)
-    for attempt in range(2):  # every pod start runs it; the second run finds everything in place
+    for _attempt in range(2):  # every pod start runs it; the second run finds everything in place
         result = run_sh(script, env, workdir)
         assert result.returncode == 0, result.stderr[-3000:]
         assert "Traceback" not in result.stderr

@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="consume up to the end offsets seen at start, print a summary and exit "
                         "(see the replay options below)")
     parser.add_argument("-group-id", "--group-id", metavar="GROUP",
-                        help="consumer group id to use instead of [broker] group (a new group starts at the earliest offset)")
+                        help="consumer group id to use instead of [broker] group "
+                        "(a new group starts at the earliest offset)")
     replay_flags.add_arguments(parser)
     return parser
 
@@ -92,7 +93,7 @@ def _run(operation: Operation | None, args: argparse.Namespace) -> int:
         discard_previous(args.summary_json)  # a failure before the end leaves no earlier run's summary behind
     try:
         replay_options = replay_flags.options_from_args(
-            args, datetime.datetime.now(datetime.timezone.utc), sys.stderr.isatty())
+            args, datetime.datetime.now(datetime.UTC), sys.stderr.isatty())
     except replay_flags.ReplayRequestError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
     try:
@@ -265,8 +266,9 @@ def _database_operation(operation: Operation, args: argparse.Namespace, config) 
             operation.run(connection, args)
     except migrations.MigrationError as error:
         raise OperationFailed(exit_codes.MIGRATION_ERROR, str(error)) from None
-    except psycopg.errors.InvalidDatetimeFormat as error:
-        raise OperationFailed(exit_codes.STORAGE_ERROR, f"--max-age {args.max_age!r} is not a valid PostgreSQL interval") from None
+    except psycopg.errors.InvalidDatetimeFormat:
+        raise OperationFailed(exit_codes.STORAGE_ERROR,
+                              f"--max-age {args.max_age!r} is not a valid PostgreSQL interval") from None
     except psycopg.errors.UndefinedTable as error:
         raise OperationFailed(
             exit_codes.STORAGE_ERROR, f"{database.safe_error_text(error)} (run --db-init and --migrate latest first)"

@@ -23,7 +23,7 @@ from writer.config import Config, ConfigError
 from writer.logs import JsonLineFormatter
 
 MAX_QUEUED_LINES = 10_000  # per process; ~a few MB of JSON lines at most
-SEND_INTERVAL_S = 1.0
+SEND_INTERVAL_S = 1  # watchtower takes whole seconds
 CLOSE_TIMEOUT_S = 5  # at exit, the one wait for the last lines (keeps stopping bounded)
 
 

@@ -13,6 +13,10 @@ import re
 import tomllib
 from typing import Any
 
+# Every setting by section and key, as loaded; where each one came from (file, variable, Clowder).
+Values = dict[str, dict[str, Any]]
+Origins = dict[tuple[str, str], str]
+
 DEFAULT_CONFIG_FILE = "config.toml"
 CONFIG_FILE_VARIABLE = "CCX_NOTIFICATION_WRITER_CONFIG_FILE"
 ENV_PREFIX = "CCX_NOTIFICATION_WRITER__"
@@ -189,14 +193,15 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        if self.values["processing"]["workers"]:
-            return self.values["processing"]["workers"]
+        workers: int = self.values["processing"]["workers"]
+        if workers:
+            return workers
         from writer.cpu_limits import usable_cpus
 
         return usable_cpus()
 
 
-def _value_problems(values: dict, origins: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+def _value_problems(values: Values, origins: Origins) -> list[tuple[str, str]]:
     found = []
 
     def problem(section: str, key: str, text: str) -> None:
@@ -204,7 +209,8 @@ def _value_problems(values: dict, origins: dict[tuple[str, str], str]) -> list[t
 
     for (section, key), choices in CHOICES.items():
         value = values[section][key]
-        if (section, key) == ("broker", "sasl_mechanism") and not values["broker"]["security_protocol"].startswith("SASL"):
+        sasl = values["broker"]["security_protocol"].startswith("SASL")
+        if (section, key) == ("broker", "sasl_mechanism") and not sasl:
             continue  # read only for SASL protocols (the original's config.toml says "not-used")
         if value not in choices:
             problem(section, key, f"must be one of {', '.join(sorted(c for c in choices if c))}, got {value!r}")
@@ -244,10 +250,11 @@ def parse_pg_params(params: str) -> dict[str, str]:
     if not text:
         return {}
     try:
-        return conninfo_to_dict(text)
+        pairs = conninfo_to_dict(text)
     except psycopg.ProgrammingError:
         # libpq's parse error quotes the text around the fault, which may be a password= value.
         raise ConfigError(f"[storage] pg_params: {PG_PARAMS_INVALID}") from None
+    return {key: str(value) for key, value in pairs.items() if value is not None}
 
 
 def _coerce(section: str, key: str, value: Any, origin: str) -> Any:
@@ -305,7 +312,7 @@ def parse_listen_address(address: str, origin: str = "[metrics] address") -> tup
     return (host.strip("[]") or "0.0.0.0", int(port))
 
 
-def _apply_file(values: dict, path: str, ignored: list[str], origins: dict) -> None:
+def _apply_file(values: Values, path: str, ignored: list[str], origins: Origins) -> None:
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -329,7 +336,7 @@ def _apply_file(values: dict, path: str, ignored: list[str], origins: dict) -> N
             values[section][key] = _coerce(section, key, value, origins[(section, key)])
 
 
-def _apply_environment(values: dict, environ: dict[str, str], ignored: list[str], origins: dict) -> None:
+def _apply_environment(values: Values, environ: dict[str, str], ignored: list[str], origins: Origins) -> None:
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
@@ -343,7 +350,7 @@ def _apply_environment(values: dict, environ: dict[str, str], ignored: list[str]
         values[section][key] = _coerce(section, key, raw, origins[(section, key)])
 
 
-def _apply_clowder(values: dict, path: str, origins: dict) -> None:
+def _apply_clowder(values: Values, path: str, origins: Origins) -> None:
     """Apply the Clowder app config.
 
     app-common-python's module import reads ACG_CONFIG eagerly and raises raw
@@ -354,7 +361,7 @@ def _apply_clowder(values: dict, path: str, origins: dict) -> None:
         # The import itself already loads os.environ["ACG_CONFIG"], so it belongs in this try.
         from app_common_python import loadConfig
 
-        clowder = loadConfig(path)
+        clowder = loadConfig(path)  # type: ignore[no-untyped-call]  # app-common-python is not annotated
     except ImportError:  # pragma: no cover - it is a runtime dependency
         raise ConfigError("ACG_CONFIG is set but app-common-python is not installed") from None
     except FileNotFoundError:
@@ -409,7 +416,7 @@ def _apply_clowder(values: dict, path: str, origins: dict) -> None:
             origins[(section, key)] = f"ACG_CONFIG ({section} {key})"
 
 
-def _apply_clowder_cloudwatch(values: dict, cloudwatch) -> None:
+def _apply_clowder_cloudwatch(values: Values, cloudwatch: Any) -> None:
     """Clowder's logging.cloudwatch fills [cloudwatch]; the switch stays [logging] logging_to_cloud_watch_enabled."""
     if cloudwatch is None or not getattr(cloudwatch, "logGroup", None):
         return

@@ -9,6 +9,7 @@ cgroup and all its parents), rounded up, at least 1.
 
 from __future__ import annotations
 
+import enum
 import math
 import os
 from pathlib import Path
@@ -116,16 +117,26 @@ def affinity_count() -> int | None:
         return None
 
 
-def usable_cpus(quota: float | None = ..., affinity: int | None = ..., host: int | None = ...) -> int:
+class _Own(enum.Enum):
+    """Default of usable_cpus's arguments: this process's own value (None is a value: unknown)."""
+
+    VALUE = "own"
+
+
+_OWN = _Own.VALUE
+
+
+def usable_cpus(quota: float | None | _Own = _OWN, affinity: int | None | _Own = _OWN,
+                host: int | None | _Own = _OWN) -> int:
     """The default worker count: min(affinity, ceil(quota)), falling back to the host count, at least 1.
 
     Arguments default to this process's own values; tests pass them in.
     """
-    if quota is ...:
+    if quota is _OWN:
         quota = cgroup_quota()
-    if affinity is ...:
+    if affinity is _OWN:
         affinity = affinity_count()
-    if host is ...:
+    if host is _OWN:
         host = os.cpu_count()
     candidates = [n for n in (affinity, math.ceil(quota) if quota else None) if n]
     count = min(candidates) if candidates else (host or 1)

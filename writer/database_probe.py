@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -75,7 +75,7 @@ def probe_conninfo(conninfo: str) -> str:
     configured = int(params.get("connect_timeout") or 0)
     params["connect_timeout"] = min(configured, PROBE_CONNECT_TIMEOUT_S) if configured > 0 else PROBE_CONNECT_TIMEOUT_S
     params["options"] = f"{params.get('options', '')} -c statement_timeout={PROBE_STATEMENT_TIMEOUT_MS}".strip()
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 _CHECK = (
@@ -91,7 +91,9 @@ def probe_once(conninfo: str) -> tuple[str, str]:
 
     try:
         with psycopg.connect(conninfo, autocommit=True) as connection:
-            read_only, may_insert, may_stage = connection.execute(_CHECK).fetchone()
+            row = connection.execute(_CHECK).fetchone()
+            assert row is not None  # a SELECT without FROM returns exactly one row
+            read_only, may_insert, may_stage = row
     except psycopg.Error as error:
         if isinstance(error, psycopg.OperationalError) and getattr(error, "sqlstate", None) is None:
             return classify_connect_error(error), safe_error_text(error)

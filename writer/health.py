@@ -20,6 +20,10 @@ connect and write (see ``database_probe``) and still reports.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from writer.config import Config
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ DATABASE_ROUND_TRIPS = 4
 DATABASE_ROUND_TRIP_MARGIN_S = 5.0
 
 
-def limits(config) -> Limits:
+def limits(config: Config) -> Limits:
     """The liveness bounds that follow from the configuration."""
     storage = config["storage"]
     kafka_wait = config["broker"]["session_timeout_ms"] / 1000 + KAFKA_SOCKET_TIMEOUT_S + KAFKA_WAIT_MARGIN_S
@@ -77,7 +81,8 @@ def limits(config) -> Limits:
     statement = storage.get("write_timeout_s") or 0  # statement_timeout, when this version has the key
     writing = max(DATABASE_WAIT_S, DATABASE_ROUND_TRIPS * (statement + DATABASE_ROUND_TRIP_MARGIN_S))
     return Limits(
-        stale_after=max(STALE_AFTER_MIN_S, STALE_AFTER_BATCH_TIMEOUTS * config["processing"]["batch_timeout_ms"] / 1000),
+        stale_after=max(STALE_AFTER_MIN_S,
+                        STALE_AFTER_BATCH_TIMEOUTS * config["processing"]["batch_timeout_ms"] / 1000),
         kafka_wait=kafka_wait,
         database_wait=connect + writing,
     )
@@ -109,7 +114,7 @@ def _restart_pending(worker: WorkerView, now: float, bounds: Limits) -> bool:
     return worker.restart_at > 0 and now <= worker.restart_at + bounds.restart_grace
 
 
-def liveness(workers: list[WorkerView], loop_beat: float, now: float, bounds: Limits) -> tuple[bool, dict]:
+def liveness(workers: list[WorkerView], loop_beat: float, now: float, bounds: Limits) -> tuple[bool, dict[str, Any]]:
     problems = []
     if now - loop_beat > bounds.stale_after:
         problems.append(f"supervisor loop not turning for {now - loop_beat:.1f} s")
@@ -128,7 +133,7 @@ def liveness(workers: list[WorkerView], loop_beat: float, now: float, bounds: Li
 
 
 def readiness(workers: list[WorkerView], database: DatabaseView, loop_beat: float, stop_requested: bool,
-              now: float, bounds: Limits) -> tuple[bool, dict]:
+              now: float, bounds: Limits) -> tuple[bool, dict[str, Any]]:
     alive, body = liveness(workers, loop_beat, now, bounds)
     problems = list(body["problems"])
     if stop_requested:
@@ -161,7 +166,7 @@ def readiness(workers: list[WorkerView], database: DatabaseView, loop_beat: floa
     }
 
 
-def _describe(worker: WorkerView, now: float) -> dict:
+def _describe(worker: WorkerView, now: float) -> dict[str, Any]:
     return {
         "worker": worker.slot, "pid": worker.pid, "alive": worker.pid is not None,
         "seconds_since_poll": round(_seconds_since_poll(worker, now), 1) if worker.pid is not None else None,

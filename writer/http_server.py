@@ -19,8 +19,8 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Callable
 
 import orjson
 
@@ -39,7 +39,8 @@ class HttpServer:
     """Serves in a daemon thread; ``shutdown`` and ``server_close`` stop it (as http.server's do)."""
 
     def __init__(self, host: str, port: int, metrics: Callable[[], bytes], health: Check, ready: Check) -> None:
-        self._routes = {"/metrics": metrics, "/health": health, "/ready": ready}
+        self._metrics = metrics
+        self._checks = {"/health": health, "/ready": ready}
         self._connections: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task] = set()
         # A slow /metrics queues behind its own thread only; probes have theirs.
@@ -64,13 +65,13 @@ class HttpServer:
             writer.transport.abort()
             return
         task = asyncio.current_task()
-        self._tasks.add(task)
+        if task is not None:  # always, for a connection callback; the check is for the type checker
+            self._tasks.add(task)
         self._connections.add(writer)
         try:
             try:
                 request_line = await asyncio.wait_for(_read_head(reader), REQUEST_TIMEOUT_S)
-            except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                    ConnectionError):
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
                 return
             try:
                 status, content_type, body = await self._respond(request_line)
@@ -82,7 +83,7 @@ class HttpServer:
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
             )
             await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         except asyncio.CancelledError:
             pass  # shutdown: ended here, so asyncio's stream callback has no cancelled task to report
@@ -99,15 +100,15 @@ class HttpServer:
         if method not in KNOWN_METHODS:
             return HTTPStatus.NOT_IMPLEMENTED, "text/plain", b"not implemented\n"
         path = target.split("?", 1)[0]
-        if path not in self._routes and method == "GET":
+        if path != "/metrics" and path not in self._checks and method == "GET":
             return HTTPStatus.NOT_FOUND, "text/plain", b"not found: the server serves /metrics, /health and /ready\n"
         if method != "GET":
             return HTTPStatus.METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n"
         log.debug("http: GET %s", path)
         if path == "/metrics":
             return HTTPStatus.OK, METRICS_CONTENT_TYPE, await self._loop.run_in_executor(self._metrics_pool,
-                                                                                        self._routes[path])
-        ok, body = await self._loop.run_in_executor(self._checks_pool, self._routes[path])
+                                                                                        self._metrics)
+        ok, body = await self._loop.run_in_executor(self._checks_pool, self._checks[path])
         return (HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE), "application/json", orjson.dumps(body)
 
     async def _close_all(self) -> None:

@@ -22,7 +22,7 @@ import signal
 import stat
 import subprocess
 import sys
-from typing import Iterable
+from collections.abc import Iterable
 
 from writer.produce import produce_when_room
 
@@ -33,6 +33,7 @@ class MockKafka:
             [sys.executable, "-m", "writer.kafka_mock", str(brokers)],
             stdout=subprocess.PIPE, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
+        assert self._process.stdout is not None and self._process.stdin is not None  # both are PIPEs
         line = self._process.stdout.readline().strip()
         if not line:
             self._process.kill()
@@ -49,14 +50,15 @@ class MockKafka:
     def stop(self) -> None:
         if self._process.poll() is None:
             self.resume()
-            self._process.stdin.close()
+            if self._process.stdin is not None:  # always (a PIPE); the check is for the type checker
+                self._process.stdin.close()
             try:
                 self._process.wait(10)
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
 
-    def __enter__(self) -> "MockKafka":
+    def __enter__(self) -> MockKafka:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from writer.config import Config
 
 
-def common_options(config: Config) -> dict[str, object]:
+def common_options(config: Config) -> dict[str, Any]:
     broker = config["broker"]
-    options: dict[str, object] = {
+    options: dict[str, Any] = {
         "bootstrap.servers": ",".join(a.strip() for a in broker["addresses"].split(",") if a.strip()),
         "client.id": "ccx-notification-writer",
     }
@@ -69,7 +71,8 @@ def check_kafka(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as error:
-        return False, f"no Kafka broker answered at {options['bootstrap.servers']} within {timeout:g} s ({error.args[0].str()})"
+        return False, (f"no Kafka broker answered at {options['bootstrap.servers']} within {timeout:g} s "
+                       f"({error.args[0].str()})")
     brokers = ", ".join(str(b) for b in metadata.brokers.values())
     topic = config["broker"]["topic"]
     known = "present" if topic in metadata.topics else "not present yet"

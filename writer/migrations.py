@@ -65,7 +65,8 @@ def migrate(connection: psycopg.Connection, target: int, report=print) -> int:
             if version == target:
                 return version
             if version > LATEST_VERSION or version < 0:
-                raise MigrationError(f"database is at unknown version {version} (this program knows 0..{LATEST_VERSION})")
+                raise MigrationError(f"database is at unknown version {version} "
+                                     f"(this program knows 0..{LATEST_VERSION})")
             if target > version:
                 step, statements, reached = MIGRATIONS[version], MIGRATIONS[version].up, version + 1
             else:

@@ -14,8 +14,9 @@ import collections
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Final
 
 from prometheus_client import Gauge
 
@@ -90,10 +91,11 @@ class ReplayGauges:
 
     def __init__(self, namespace: str, registry=None) -> None:
         n = lambda name: f"{namespace}_{name}" if namespace else name  # noqa: E731
-        mode = "mostrecent"
+        mode: Final = "mostrecent"
         self.total = Gauge(n("replay_messages_planned"), "Messages in the replay, seen at start",
                            multiprocess_mode=mode, registry=registry)
-        self.done = Gauge(n("replay_messages_done"), "Offsets of the replay done so far (a finished partition counts whole)",
+        self.done = Gauge(n("replay_messages_done"),
+                          "Offsets of the replay done so far (a finished partition counts whole)",
                           multiprocess_mode=mode, registry=registry)
         self.rate = Gauge(n("replay_rate_messages_per_second"), "Replay rate over the last 30 s",
                           multiprocess_mode=mode, registry=registry)
@@ -166,9 +168,10 @@ class ProgressReporter:
         self.last = current
         if self._gauges is not None:
             self._gauges.set(current, partitions_left)
+        changed = self._logged != (current.done, current.rejected)
         if self._bar is not None:
             self._bar.show(current)
-        elif self.mode == "log" and (now >= self._next_line or (force and self._logged != (current.done, current.rejected))):
+        elif self.mode == "log" and (now >= self._next_line or (force and changed)):
             self._next_line = now + self.interval
             self._logged = (current.done, current.rejected)
             log.info("replay progress: %s", describe(current), extra=log_fields(current))

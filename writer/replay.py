@@ -40,6 +40,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from writer.config import Config
 from writer.replay_options import ReplayOptions, ReplayRequestError, Window
@@ -59,8 +60,8 @@ class ReplayPlan:
     dry_run: bool
     assign_explicitly: bool  # start at ``positions`` instead of the group's committed offsets
     private_group: str | None  # group.id of a self-assigned consumer: never the live group
-    positions: object = field(repr=False, default=None)  # Array('q') by partition number
-    finished: object = field(repr=False, default=None)  # Array('b') by partition number
+    positions: Any = field(repr=False, default=None)  # Array('q') by partition number (shared ctypes: untyped)
+    finished: Any = field(repr=False, default=None)  # Array('b') by partition number
 
     @property
     def planned(self) -> int:
@@ -95,7 +96,7 @@ def starts_from_answers(answers: dict[int, int | None] | None, lows: dict[int, i
     return starts, unanswered
 
 
-def messages_done(plan: "ReplayPlan") -> int:
+def messages_done(plan: ReplayPlan) -> int:
     """Offsets of the replay a worker has finished with: a finished partition counts whole (``end - start``)."""
     done = 0
     for partition, end in plan.ends.items():
@@ -107,7 +108,7 @@ def messages_done(plan: "ReplayPlan") -> int:
     return done
 
 
-def partition_done(plan: "ReplayPlan", partition: int) -> bool:
+def partition_done(plan: ReplayPlan, partition: int) -> bool:
     return bool(plan.finished[partition]) or plan.positions[partition] >= plan.ends[partition]
 
 
@@ -205,10 +206,13 @@ class ReplayTarget:
                     partition = message.partition()
                     if partition in found:
                         continue
-                    if message.error() is None:
+                    error = message.error()
+                    if partition is None:
+                        continue  # a client-level event, not about a partition
+                    if error is None:
                         last = message.offset() == ends[partition] - 1
                         found[partition] = message.timestamp()[1] if last else None
-                    elif message.error().code() == KafkaError._PARTITION_EOF:
+                    elif error.code() == KafkaError._PARTITION_EOF:
                         found[partition] = None
         finally:
             self._consumer.unassign()

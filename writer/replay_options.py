@@ -39,14 +39,17 @@ def parse_time(text: str, now: datetime.datetime) -> datetime.datetime:
     return moment
 
 
+_PARTITIONS_EXPECTED = "expected partition numbers separated by commas, e.g. 0,3"
+
+
 def parse_partitions(text: str) -> tuple[int, ...]:
     """``0,3`` -> (0, 3): sorted, without repeats."""
     try:
         numbers = {int(part) for part in text.split(",") if part.strip()}
     except ValueError:
-        raise ReplayRequestError(f"--partitions {text!r}: expected partition numbers separated by commas, e.g. 0,3") from None
+        raise ReplayRequestError(f"--partitions {text!r}: {_PARTITIONS_EXPECTED}") from None
     if not numbers or min(numbers) < 0:
-        raise ReplayRequestError(f"--partitions {text!r}: expected partition numbers separated by commas, e.g. 0,3")
+        raise ReplayRequestError(f"--partitions {text!r}: {_PARTITIONS_EXPECTED}")
     return tuple(sorted(numbers))
 
 
@@ -118,11 +121,14 @@ def check_group(options: ReplayOptions | None, group_id: str | None, live_group:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("replay (with --replay)")
     group.add_argument("-since", "--since", metavar="TIME",
-                       help="replay messages whose Kafka timestamp is at or after TIME (RFC 3339, or 6h, 2d back from now)")
+                       help="replay messages whose Kafka timestamp is at or after TIME "
+                       "(RFC 3339, or 6h, 2d back from now)")
     group.add_argument("-until", "--until", metavar="TIME",
-                       help="replay messages whose Kafka timestamp is before TIME; each partition ends at the first later one")
+                       help="replay messages whose Kafka timestamp is before TIME; "
+                       "each partition ends at the first later one")
     group.add_argument("-partitions", "--partitions", metavar="LIST",
-                       help="replay only these partitions (e.g. 0,3), assigned directly: no group membership, no commits")
+                       help="replay only these partitions (e.g. 0,3), assigned directly: "
+                       "no group membership, no commits")
     group.add_argument("-dry-run", "--dry-run", action="store_true",
                        help="parse and validate, check what is already stored, write nothing, commit nothing")
     group.add_argument("-summary-json", "--summary-json", metavar="FILE", help="also write the summary to FILE as JSON")
@@ -132,10 +138,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="seconds between progress log lines (default 10)")
 
 
-def options_from_args(args: argparse.Namespace, now: datetime.datetime, stderr_is_terminal: bool) -> ReplayOptions | None:
+def options_from_args(args: argparse.Namespace, now: datetime.datetime,
+                      stderr_is_terminal: bool) -> ReplayOptions | None:
     """The checked replay options, None without --replay; ReplayRequestError when the flags do not fit together."""
-    given = [flag for flag, value in (("--since", args.since), ("--until", args.until), ("--partitions", args.partitions),
-                                      ("--dry-run", args.dry_run), ("--summary-json", args.summary_json)) if value]
+    flags = (("--since", args.since), ("--until", args.until), ("--partitions", args.partitions),
+             ("--dry-run", args.dry_run), ("--summary-json", args.summary_json))
+    given = [flag for flag, value in flags if value]
     if not args.replay:
         if given:
             raise ReplayRequestError(f"{', '.join(given)} only apply with --replay")

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import orjson
 
 SIZES = ("analysis_metadata_only", "small_size", "middle_size", "large_size")
-BASE_TIME = datetime.datetime(2026, 1, 1, 10, 0, 0, tzinfo=datetime.timezone.utc)
+BASE_TIME = datetime.datetime(2026, 1, 1, 10, 0, 0, tzinfo=datetime.UTC)
 
 
-@lru_cache(maxsize=None)
+@cache
 def sample_report(size: str = "middle_size") -> dict:
     if size not in SIZES:
         raise ValueError(f"unknown report size {size!r}; choose one of {', '.join(SIZES)}")
@@ -42,7 +42,7 @@ def _rule_results(kind: str, count: int) -> list[dict]:
     ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def full_report(size: str = "middle_size", info: int = 8, passed: int = 40) -> dict:
     report = dict(sample_report(size))
     report.setdefault("reports", [])

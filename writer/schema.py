@@ -101,8 +101,8 @@ DATA_TABLES_IN_DELETE_ORDER = ["read_errors", "new_reports", "reported"]
 
 class Migration(NamedTuple):
     description: str
-    up: list[str]
-    down: list[str]
+    up: list[str] | list[sql.Composed]
+    down: list[str] | list[sql.Composed]
 
 
 TABLE_COMMENTS = {

