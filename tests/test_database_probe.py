@@ -12,9 +12,9 @@ import uuid
 
 import psycopg
 import pytest
-from faults_helpers import wait_until
 from psycopg.conninfo import conninfo_to_dict
 
+from faults_helpers import wait_until
 from writer import database_probe
 from writer.database_probe import (
     CREDENTIALS_REJECTED,

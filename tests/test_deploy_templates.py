@@ -8,6 +8,7 @@ import re
 
 import pytest
 import yaml
+
 from deploy_helpers import (
     PREFIX,
     ROOT,
@@ -16,7 +17,6 @@ from deploy_helpers import (
     split_shell_commands,
     tls_adjusted_params,
 )
-
 from writer import config as config_module
 from writer.cli import OPERATIONS, build_parser
 from writer.config import SCHEMA

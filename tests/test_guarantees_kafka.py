@@ -22,6 +22,7 @@ import uuid
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
+
 from faults_helpers import (
     PARTITIONS,
     RowMonitor,
@@ -48,7 +49,6 @@ from mock_cluster import (
     REBALANCE_IN_PROGRESS,
     MockCluster,
 )
-
 from writer.sample_messages import encoded, message
 
 REASON = "ccx-rejection-reason"

@@ -16,9 +16,9 @@ import uuid
 import psutil
 import psycopg
 import pytest
+
 from conftest import create_database, drop_database
 from faults_helpers import Service, free_port, service_env, wait_until
-
 from writer import config as config_module
 from writer import database_probe
 from writer.database_probe import (

@@ -9,7 +9,6 @@ import signal
 import uuid
 
 from faults_helpers import RowMonitor, Service, service_env, wait_until
-
 from writer.kafka_mock import produce
 from writer.sample_messages import encoded
 

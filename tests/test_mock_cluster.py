@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import sys
 
-import mock_cluster
 import pytest
+
+import mock_cluster
 from mock_cluster import MockCluster
 
 

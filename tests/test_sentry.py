@@ -11,8 +11,8 @@ import time
 import uuid
 
 import pytest
-from sentry_sink import SentrySink
 
+from sentry_sink import SentrySink
 from tests.service import Service, free_port, service_env
 
 PREFIX = "CCX_NOTIFICATION_WRITER__"

@@ -8,8 +8,8 @@ import signal
 import uuid
 
 import pytest
-from faults_helpers import Service, service_env, wait_until
 
+from faults_helpers import Service, service_env, wait_until
 from writer.restart_policy import after_death, service_exit_status
 
 # ---- the policy, with the numbers written out -----------------------------------------------------------

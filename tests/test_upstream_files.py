@@ -14,6 +14,7 @@ import signal
 import time
 
 import pytest
+
 from deploy_helpers import (
     PREFIX,
     commented_commands,
@@ -23,7 +24,6 @@ from deploy_helpers import (
     tls_adjusted_params,
     upstream_dir,
 )
-
 from tests.service import Service, free_port
 from writer import sample_messages
 from writer.kafka_mock import produce
