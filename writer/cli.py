@@ -170,8 +170,9 @@ def _init_migration_info(connection, args: argparse.Namespace) -> None:
 
 def _print_migration_info(connection, args: argparse.Namespace) -> None:
     from writer import migrations
+    from writer.schema import LATEST_VERSION
 
-    print(f"current version: {migrations.current_version(connection)}\nlatest version: {migrations.LATEST_VERSION}")
+    print(f"current version: {migrations.current_version(connection)}\nlatest version: {LATEST_VERSION}")
 
 
 def _check_migration_target(args: argparse.Namespace) -> None:

@@ -25,6 +25,8 @@ database itself refuses any write made through it.
 
 from __future__ import annotations
 
+import datetime
+
 import psycopg
 from prometheus_client import Counter
 
@@ -49,7 +51,7 @@ class DryRunWriter(BatchWriter):
     def __init__(self, conninfo: str, namespace: str = "") -> None:
         super().__init__(conninfo)
         self.already_stored = already_stored_counter(namespace)
-        self._would_store: set[tuple] = set()
+        self._would_store: set[tuple[int, str, datetime.datetime]] = set()
 
     def _open(self) -> psycopg.Connection:
         return psycopg.connect(self._conninfo, autocommit=True, options="-c default_transaction_read_only=on")

@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 
@@ -32,7 +33,7 @@ MAX_CONNECTIONS = 256
 MAX_REQUEST_HEAD = 16384
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 
-Check = Callable[[], tuple[bool, dict]]
+Check = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 class HttpServer:
@@ -42,7 +43,7 @@ class HttpServer:
         self._metrics = metrics
         self._checks = {"/health": health, "/ready": ready}
         self._connections: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         # A slow /metrics queues behind its own thread only; probes have theirs.
         self._metrics_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="http-metrics")
         self._checks_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="http-checks")

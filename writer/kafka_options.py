@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from writer.config import Config
@@ -79,10 +80,8 @@ def check_kafka(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
     return True, f"Kafka answered: brokers {brokers}; topic {topic} {known}"
 
 
-def silent_logger():
+def silent_logger() -> logging.Logger:
     """A logger for librdkafka clients whose own log lines would only be noise (checks, tests, benchmarks)."""
-    import logging
-
     from writer.logs import LIBRDKAFKA_LOGGER
 
     quiet = logging.getLogger(LIBRDKAFKA_LOGGER + ".silent")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import psycopg
 
@@ -42,7 +43,8 @@ def current_version(connection: psycopg.Connection, lock: bool = False) -> int:
     ).fetchall()
     if len(rows) != 1:
         raise MigrationError(f"table migration_info must hold exactly one row, it holds {len(rows)}")
-    return rows[0][0]
+    version: int = rows[0][0]
+    return version
 
 
 def parse_target(text: str) -> int:
@@ -57,7 +59,7 @@ def parse_target(text: str) -> int:
     return target
 
 
-def migrate(connection: psycopg.Connection, target: int, report=print) -> int:
+def migrate(connection: psycopg.Connection, target: int, report: Callable[[str], None] = print) -> int:
     """Move the schema to ``target`` one step per transaction; returns the version reached."""
     while True:
         with connection.transaction():

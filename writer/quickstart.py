@@ -29,6 +29,7 @@ from psycopg import sql
 from writer import config as config_module
 from writer import database, migrations, sample_messages
 from writer.kafka_mock import MockKafka, produce
+from writer.schema import LATEST_VERSION
 
 QUICKSTART_DATABASE = "ccx_notification_writer_quickstart"
 TOPIC = "ccx.ocp.results"
@@ -126,7 +127,7 @@ def _run(config: config_module.Config, kafka: MockKafka, args) -> int:
     with database.connect(config) as connection:
         migrations.init_migration_info(connection)
         migrations.init_schema(connection)
-        version = migrations.migrate(connection, migrations.LATEST_VERSION, report=lambda _line: None)
+        version = migrations.migrate(connection, LATEST_VERSION, report=lambda _line: None)
     print(f"schema: version {version} (latest)")
 
     valid = [sample_messages.encoded(i, args.size, request_id=f"quickstart-{i}") for i in range(args.messages)]

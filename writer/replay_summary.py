@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from writer import exit_codes
 from writer.replay import ReplayPlan
 from writer.replay_options import ReplayOptions
 
 
-def extend(base: dict, totals: dict[str, float], options: ReplayOptions | None, plan: ReplayPlan | None,
-           exit_status: int) -> dict:
+def extend(base: dict[str, Any], totals: dict[str, float], options: ReplayOptions | None, plan: ReplayPlan | None,
+           exit_status: int) -> dict[str, Any]:
     """The service's summary (``supervisor.summary``) plus what the replay asked for and how it ended."""
     result = dict(base)
     result["skipped_outside_window"] = int(totals.get("replay_skipped_outside_window", 0))
@@ -45,12 +46,12 @@ def extend(base: dict, totals: dict[str, float], options: ReplayOptions | None, 
     return result
 
 
-def _reasons(result: dict) -> str:
+def _reasons(result: dict[str, Any]) -> str:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(result["rejected_by_reason"].items()))
     return f" ({reasons})" if reasons else ""
 
 
-def format_line(result: dict) -> str:
+def format_line(result: dict[str, Any]) -> str:
     """One line for stdout; a finished real replay keeps the line the service always printed, window counts added."""
     from writer.supervisor import format_summary
 
@@ -80,7 +81,7 @@ def discard_previous(path: str) -> None:
         pass  # options_from_args reports it
 
 
-def write_json(path: str, result: dict) -> None:
+def write_json(path: str, result: dict[str, Any]) -> None:
     """Written whole or not at all: a reader never sees half a file."""
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "w") as out:
