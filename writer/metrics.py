@@ -28,6 +28,11 @@ ORIGINAL_COUNTERS = {
 }
 
 
+# consumer_lag of a partition this worker no longer owns: set to this, left out when rendered
+# (multiprocess mode cannot remove a series; the most recent value wins, so the next owner's shows).
+NO_LONGER_OWNED = float("nan")
+
+
 def _name(namespace: str, name: str) -> str:
     return f"{namespace}_{name}" if namespace else name
 
@@ -74,6 +79,10 @@ class Metrics:
             n("workers_alive"), "Worker processes running", multiprocess_mode="livesum", registry=None
         )
         self.worker_restarts = Counter(n("worker_restarts"), "Worker processes restarted after dying", registry=None)
+        self.tracker_dropped = Counter(
+            n("tracker_statuses_dropped"), "Payload-tracker statuses dropped (queue full, not delivered in time)",
+            registry=None,
+        )
 
 
 def collect_multiprocess(directory: str) -> CollectorRegistry:
@@ -97,6 +106,9 @@ def render(registry: CollectorRegistry, namespace: str) -> bytes:
     original_names = {_name(namespace, name): text for name, text in ORIGINAL_COUNTERS.items()}
     families = list(registry.collect())
     rest = [f for f in families if f.name not in original_names]
+    for family in rest:
+        if family.type == "gauge":
+            family.samples = [s for s in family.samples if s.value == s.value]  # NaN: NO_LONGER_OWNED
     lines = []
     for name, text in original_names.items():
         value = sum(
