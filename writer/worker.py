@@ -403,8 +403,10 @@ class Worker:
         self.status.assigned(len(self.assigned))
         self.status.broker_up(True)
         # librdkafka keeps the application's pause flag of a partition across unassign and assign: set
-        # it deliberately, or a partition revoked while paused would never be fetched again.
+        # it deliberately, or a partition revoked while paused would never be fetched again. A pause
+        # before the assignment does not hold, so during a retry assign here (the client then does not).
         if self.retrying_write:
+            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
         else:
             consumer.resume(partitions)
