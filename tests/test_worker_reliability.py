@@ -14,7 +14,6 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from test_storage import make_rows, migrated_database, migrated_template  # noqa: F401 - fixtures
 from writer import config as config_module
 from writer.kafka_mock import produce
-from writer.metrics import NO_LONGER_OWNED
 from writer.sample_messages import encoded
 from writer.status import DATABASE_OK, WIDTH, WorkerStatus
 from writer.storage import TransientDatabaseError
@@ -72,11 +71,14 @@ def test_a_partition_revoked_while_paused_is_fetched_when_assigned_back(worker_f
     consumer = worker.consumer
     partitions = [TopicPartition(topic, 0, OFFSET_BEGINNING)]
     # The callbacks in the order librdkafka runs them during rebalances, around the database retry.
+    # consume() between the steps, as the worker polls between them: librdkafka applies them in turn.
     rebalance_assign(worker, partitions)
     worker.retrying_write = True
     consumer.pause(consumer.assignment())  # what the retry's first sleep does
+    assert fetched(consumer, 0.5) == 0
     worker._on_revoke(consumer, partitions)  # a second member joined and took the partition
     consumer.incremental_unassign(partitions)
+    assert fetched(consumer, 0.5) == 0
     worker.retrying_write = False  # the retry ends while the partition is elsewhere...
     consumer.resume(consumer.assignment())  # ...and resumes only what this worker holds: nothing
     rebalance_assign(worker, partitions)  # the other member left: the partition comes back
@@ -132,7 +134,7 @@ def test_idle_commit_failures_are_counted_and_logged(worker_factory, kafka_boots
 def test_revoked_partitions_lag_is_no_longer_exported(worker_factory, topic):
     from prometheus_client import CollectorRegistry
 
-    from writer.metrics import render
+    from writer.metrics import NO_LONGER_OWNED, render
 
     worker, _ = worker_factory()
     partitions = [TopicPartition(topic, p) for p in range(3)]
