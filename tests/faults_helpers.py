@@ -460,9 +460,9 @@ def write_results(path: str) -> None:
 
 class StallingProxy:
     """Forwards 127.0.0.1:<port> to a target; ``stall()`` makes every connection open so far, and every
-    new one until ``heal()``, silent for ever: still open and acknowledged by the kernel, never forwarded
-    or answered (a failover without RST, a load balancer that lost its backend). Connections made after
-    ``heal()`` work."""
+    new one until ``heal()``, silent for ever on the client's side: still open and acknowledged by the
+    kernel, never forwarded or answered (a failover without RST, a load balancer that lost its backend).
+    Connections made after ``heal()`` work."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -474,12 +474,19 @@ class StallingProxy:
         self._generation = 0  # connections of an older generation than _live_from are dead
         self._live_from = 0
         self._sockets: list[socket.socket] = []
+        self._upstreams: list[socket.socket] = []
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def stall(self) -> None:
         self._generation += 1
         self._live_from = None  # nothing is forwarded until heal()
+        # The server's side goes away (the old primary is gone, or noticed the client was): its sessions
+        # end and release their locks. The client's side stays open and silent: that is the half-open
+        # connection the client has to notice.
+        for upstream in self._upstreams:
+            with contextlib.suppress(OSError):
+                upstream.shutdown(socket.SHUT_RDWR)
 
     def heal(self) -> None:
         self._generation += 1
@@ -509,6 +516,7 @@ class StallingProxy:
             client.close()
             return
         self._sockets.append(upstream)
+        self._upstreams.append(upstream)
         threading.Thread(target=self._pump, args=(upstream, client, generation), daemon=True).start()
         self._pump(client, upstream, generation)
 

@@ -51,6 +51,14 @@ def sql(database, statement: str) -> None:
         connection.execute(statement)
 
 
+def sql_on_server(database, statement: str) -> None:
+    """From the maintenance database: this one's sessions may be read-only."""
+    import psycopg
+
+    with psycopg.connect(database.server.conninfo(), autocommit=True) as connection:
+        connection.execute(statement)
+
+
 def messages_logged(service: Service, text: str) -> list[dict]:
     return [r for r in service.log_records() if text in r.get("message", "")]
 
@@ -58,6 +66,20 @@ def messages_logged(service: Service, text: str) -> list[dict]:
 def wait_logged(service: Service, text: str, count: int = 1, timeout: float = 60) -> list[dict]:
     return wait_until(lambda: len(found := messages_logged(service, text)) >= count and found, timeout,
                       message=f"{count} log lines with {text!r}")
+
+
+class _Keys:
+    def __init__(self, keys: set) -> None:
+        self.keys = keys
+
+
+def produce_more(bootstrap: str, topic: str, numbers) -> _Keys:
+    """Sample messages ``numbers`` after what the topic holds (partition number % 4); their keys."""
+    numbers = list(numbers)
+    for partition in range(PARTITIONS):
+        mine = [n for n in numbers if n % PARTITIONS == partition]
+        produce(bootstrap, topic, [encoded(n) for n in mine], [str(n).encode() for n in mine], partition=partition)
+    return _Keys({expected_key(n) for n in numbers})
 
 
 def second_env(env: dict, **settings) -> dict:
@@ -85,7 +107,7 @@ def test_partition_revoked_during_a_retry_is_consumed_when_it_comes_back(
         first.wait_http()
         wait_until(lambda: row_count(database) == half, drain_timeout(half), message="the first half stored")
         sql(database, OUTAGE)
-        more = produce_numbers(kafka_bootstrap, topic, range(half, messages))
+        more = produce_more(kafka_bootstrap, topic, range(half, messages))
         wait_logged(first, "database unavailable, retrying")
         second = Service(second_env(env), workdir=workdir, name="b")
         wait_logged(first, "partitions revoked", timeout=90)
@@ -161,28 +183,33 @@ def test_a_database_refusing_every_row_stops_the_service_at_one_message_per_batc
 def test_failover_to_a_read_only_primary_is_retried_not_fatal(
         migrated_database, kafka_bootstrap, topic, group, workdir, messages, read_only_s):
     database = migrated_database
-    produced = produce_numbers(kafka_bootstrap, topic, range(messages))
+    half = messages // 2
+    produced = produce_numbers(kafka_bootstrap, topic, range(half))
     env = service_env(database.env(), kafka_bootstrap, topic, group, PROCESSING__BATCH_SIZE=50)
     monitor = RowMonitor(database)
-    service = Service(env, "--replay", workdir=workdir, name="failover")
+    service = Service(env, workdir=workdir, name="failover")
     try:
-        monitor.wait_rows(messages // 5, timeout=drain_timeout(messages))
+        monitor.wait_rows(half, timeout=drain_timeout(half))
         # Sessions that connect now land on a "former primary": every transaction is read-only.
-        sql(database, f'ALTER DATABASE "{database.name}" SET default_transaction_read_only = on')
+        sql_on_server(database, f'ALTER DATABASE "{database.name}" SET default_transaction_read_only = on')
         terminate_writer_backends(database)
-        wait_logged(service, "read-only", timeout=30)
+        more = produce_more(kafka_bootstrap, topic, range(half, messages))
+        wait_logged(service, "read-only", timeout=60)
         time.sleep(read_only_s)
-        sql(database, f'ALTER DATABASE "{database.name}" RESET default_transaction_read_only')
+        sql_on_server(database, f'ALTER DATABASE "{database.name}" RESET default_transaction_read_only')
         promoted = time.monotonic()
-        status = service.wait(drain_timeout(messages))
+        wait_until(lambda: committed(kafka_bootstrap, topic, group) == end_offsets(kafka_bootstrap, topic),
+                   drain_timeout(messages), interval=0.5, message="every offset committed")
         drained = time.monotonic()
     finally:
         monitor.stop()
+        status = service.stop(60)
         service.close()
     assert status == 0, service.stderr()[-3000:]
     no_worker_crash(service)
-    outcome = assert_exact(database, produced.keys, kafka_bootstrap, topic, group)
+    outcome = assert_exact(database, produced.keys | more.keys, kafka_bootstrap, topic, group)
     retries = messages_logged(service, "database unavailable, retrying")
+    assert retries
     record("C. failover: sessions on a read-only former primary (25006)", messages=messages, faults=1, **outcome,
            read_only_s=read_only_s, resumed_after_s=monitor.progress_after(promoted),
            drained_after_s=round(drained - promoted, 1), retries=len(retries))

@@ -72,6 +72,7 @@ _INSERT_CANARY = sql.SQL("INSERT INTO new_reports ({}) VALUES ({})").format(
     sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
 )
 _SET_STATEMENT_TIMEOUT = sql.SQL("SET statement_timeout = {}")
+_SET_IDLE_TIMEOUT = sql.SQL("SET idle_in_transaction_session_timeout = {}")
 
 
 class TransientDatabaseError(Exception):
@@ -139,7 +140,10 @@ class BatchWriter:
             try:
                 connection.execute(_CREATE_STAGING)
                 if self._write_timeout:
-                    connection.execute(_SET_STATEMENT_TIMEOUT.format(sql.Literal(int(self._write_timeout * 1000))))
+                    milliseconds = int(self._write_timeout * 1000)
+                    connection.execute(_SET_STATEMENT_TIMEOUT.format(sql.Literal(milliseconds)))
+                    # A session this writer gave up on (watchdog) must not keep its locks on the server.
+                    connection.execute(_SET_IDLE_TIMEOUT.format(sql.Literal(2 * milliseconds)))
             except BaseException:
                 connection.close()  # not kept alive by the traceback the caller may hold
                 raise
@@ -152,6 +156,7 @@ class BatchWriter:
         result = WriteResult()
         if not rows:
             return result
+        self.watchdog.reset()  # a deadline of an earlier write says nothing about this one
         try:
             connection = self._connect()
             self._watch(connection)

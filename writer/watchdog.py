@@ -45,8 +45,14 @@ class Watchdog:
             self._fd = fd
 
     def disarm(self) -> None:
+        """Stop watching; ``fired`` still tells whether the deadline passed."""
         with self._lock:
             self._fd = None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._fd = None
+            self.fired = False
 
     def abort_by(self, moment: float) -> None:
         """Every write, current or later, ends by ``moment`` (monotonic). Safe in a signal handler."""

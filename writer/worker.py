@@ -149,8 +149,11 @@ class Worker:
                 self.status.polled()
                 if messages:
                     self.handle_batch(messages)
-                elif self.uncommitted:
-                    self._commit({}, retry=True)
+                else:
+                    if self.uncommitted:
+                        self._commit({}, retry=True)
+                    if self.tracker is not None:
+                        self.tracker.serve()  # delivery reports (drops) are counted while idle too
                 self._stop_if_orphaned()
         except TransientDatabaseError as error:
             if self.stopping:
