@@ -297,6 +297,8 @@ class Worker:
         try:
             for attempt in retrying:
                 with attempt:
+                    if self.stopping and attempt.retry_state.attempt_number > 1:
+                        raise TransientDatabaseError("stopping: the batch is left for after the restart")
                     return self.writer.write(rows)
         except WriteTimedOut as error:
             if len(rows) == 1 or self.stopping:
