@@ -29,7 +29,7 @@ CREATE TRIGGER refuse_everything BEFORE INSERT ON new_reports FOR EACH ROW EXECU
 # --- a fault that refuses everything stops the writer at any batch size (item 3) -----------------------------
 
 
-@pytest.mark.parametrize("batch", [1, 2, 9, 10, 50])
+@pytest.mark.parametrize("batch", [1, 3, 10])
 def test_a_database_refusing_everything_is_fatal_at_any_batch_size(migrated_database, writer, batch):
     assert writer.write(make_rows([1000])).stored == 1  # the canary: a row it accepted before
     with migrated_database.connect() as connection:
