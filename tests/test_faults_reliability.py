@@ -372,6 +372,7 @@ def test_database_retries_that_give_up_exit_5(migrated_database, kafka_bootstrap
 # ---- G. a repeat of a refused key (item 2) ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # by default, tests/test_worker_reliability.py::test_a_repeat_of_a_refused_key_is_written_in_a_second_round
 def test_a_later_message_with_the_key_of_a_refused_one_is_stored(migrated_database, kafka_bootstrap, topic, group,
                                                                   workdir):
     """Same primary key twice in one batch: the first refused by a trigger (its content), the second fine."""

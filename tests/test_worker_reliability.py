@@ -190,3 +190,27 @@ class _Recording:
     def flush(self, timeout=None):
         self._waited.append(("flush", timeout))
         return self._producer.flush(timeout)
+
+
+# --- item 2: a repeat of a refused key is written, not dropped as a duplicate --------------------------------------
+
+
+def test_a_repeat_of_a_refused_key_is_written_in_a_second_round(worker_factory, migrated_database):
+    from writer.message import Row
+
+    with migrated_database.connect() as connection:
+        connection.execute(
+            "CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.report LIKE '%refuse-me%' THEN RAISE EXCEPTION 'marked report refused'; END IF;"
+            " RETURN NEW; END $$;"
+            "CREATE TRIGGER refuse_marked BEFORE INSERT ON new_reports FOR EACH ROW EXECUTE FUNCTION refuse_marked()")
+    worker, _ = worker_factory()
+    first, other, second, third = make_rows([1, 2, 1, 1])  # three messages with one key
+    first = Row(first.org_id, first.account_number, first.cluster, b'{"reports":["refuse-me"]}', first.updated_at, 10)
+    second = Row(second.org_id, second.account_number, second.cluster, second.report, second.updated_at, 12)
+    written, duplicates = worker._write_rows([first, other, second, third])
+    assert [row for row, _ in written.refused] == [first]
+    assert written.stored == 2 and duplicates == [third]
+    with migrated_database.connect() as connection:
+        stored = connection.execute("SELECT org_id, kafka_offset FROM new_reports ORDER BY kafka_offset").fetchall()
+    assert sorted(offset for _, offset in stored) == [other.kafka_offset, 12]
