@@ -734,7 +734,7 @@ def test_large_floats_are_floats_and_parsed_once(parses):
     assert parses == {"orjson": 1, "exact": 0, "scan": 1}
 
 
-@pytest.mark.parametrize("body", [b"{bad", b'{"OrgID": 1', b'"\\ud800"', b"[" * 2000, b"\xff\xfe", b"nul\x00"])
+@pytest.mark.parametrize("body", [b"{bad", b'{"OrgID": 1', b'"\\ud800"', b"[" * 2000, b"\xff\xfe", b"nul\x00", b'{"a": 01}'])
 def test_invalid_json_is_parsed_once(parses, body):
     assert rejected(body, m.INVALID_JSON)
     assert parses == {"orjson": 1, "exact": 0, "scan": 0}

@@ -72,7 +72,7 @@ _LONG_INTEGER = re.compile(
     rb"([0-9]{19,}+)"
 )
 # orjson's complaint about a number the exact parser may read (an integer too long even for a float).
-_ORJSON_NUMBER_ERROR = "number"
+_ORJSON_NUMBER_ERROR = "number is infinity"
 # The standard library parser and encoder recurse once per level; orjson already refused anything
 # nested deeper than 1024 levels, so this leaves room for the deepest message it accepted.
 _EXACT_RECURSION_LIMIT = 3000
