@@ -39,6 +39,15 @@ def test_a_database_refusing_everything_is_fatal_at_any_batch_size(migrated_data
     assert count(migrated_database) == 1
 
 
+def test_an_after_trigger_refusing_everything_is_fatal_too(migrated_database, writer):
+    assert writer.write(make_rows([1000])).stored == 1
+    with migrated_database.connect() as connection:
+        connection.execute(REFUSE_EVERYTHING.replace("BEFORE INSERT", "AFTER INSERT"))
+    with pytest.raises(FatalDatabaseError, match="refused all"):
+        writer.write(make_rows([1]))
+    assert count(migrated_database) == 1
+
+
 def test_a_fresh_writer_uses_a_synthetic_canary(migrated_database, writer):
     with migrated_database.connect() as connection:
         connection.execute(REFUSE_EVERYTHING)

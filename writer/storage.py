@@ -16,8 +16,8 @@ What a batch write guarantees (``BatchWriter.write``):
   without committing offsets, since retrying or rejecting would be wrong;
 - a batch whose rows are ALL refused, whatever its size, is told apart from
   bad data by a canary: a row the database accepted before (the last one
-  this writer stored; a fixed synthetic row when there is none yet) is
-  inserted under a savepoint that is always rolled back. If the database
+  this writer stored, under the nil cluster id; a fixed synthetic row when
+  there is none yet) is inserted under a savepoint that is always rolled back. If the database
   refuses the canary too, it refuses everything (a broken trigger, a schema
   change): ``FatalDatabaseError``, nothing committed, at 1 message a minute
   as at 10k a second. If it accepts the canary, the batch's rows are bad data
@@ -31,6 +31,7 @@ What a batch write guarantees (``BatchWriter.write``):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ STAGING_STREAK = 20
 # have ended a statement: the server's own timeout, when it can answer,
 # gives the clearer error.
 WATCHDOG_MARGIN_S = 5
+# The canary's cluster: the nil UUID (a real cluster id is random).
+CANARY_CLUSTER = "00000000-0000-0000-0000-000000000000"
 
 _COPY_DIRECT = sql.SQL("COPY new_reports ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -188,7 +191,9 @@ class BatchWriter:
         self.watchdog.arm(connection.pgconn.socket, limit)
 
     def _stop_if_canary_refused(self, connection: psycopg.Connection, result: WriteResult) -> None:
-        canary = self._last_accepted or _synthetic_canary()
+        # Under a cluster id no report carries, so the insert goes through to the end (AFTER triggers,
+        # constraints) instead of stopping at the primary key of the row it copies.
+        canary = dataclasses.replace(self._last_accepted or _synthetic_canary(), cluster=CANARY_CLUSTER)
         self._watch(connection)
         try:
             with connection.transaction(force_rollback=True):  # never stored
@@ -255,4 +260,4 @@ def _values(row: Row) -> tuple:
 def _synthetic_canary() -> Row:
     """A row any sane new_reports accepts; used only when this writer has stored nothing yet."""
     now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    return Row(1, 1, "00000000-0000-0000-0000-000000000000", b'{"reports":[]}', now, 0)
+    return Row(1, 1, CANARY_CLUSTER, b'{"reports":[]}', now, 0)
