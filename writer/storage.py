@@ -132,6 +132,7 @@ class BatchWriter:
         self._last_accepted: Row | None = None  # the canary of a batch refused entirely
 
     def close(self) -> None:
+        self.watchdog.stop()
         if self._connection is not None:
             self._connection.close()
             self._connection = None

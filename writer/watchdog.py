@@ -36,10 +36,10 @@ class Watchdog:
 
     def arm(self, fd: int, seconds: float) -> None:
         """Watch the socket ``fd`` until ``disarm``; shut it down after ``seconds`` (or at ``abort_at``)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="write-watchdog", daemon=True)
-            self._thread.start()
         with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="write-watchdog", daemon=True)
+                self._thread.start()
             self.fired = False
             self._deadline = time.monotonic() + seconds if seconds > 0 else math.inf
             self._fd = fd
@@ -54,6 +54,12 @@ class Watchdog:
             self._fd = None
             self.fired = False
 
+    def stop(self) -> None:
+        """End the thread (the next ``arm`` starts another)."""
+        with self._lock:
+            self._fd = None
+            self._thread = None
+
     def abort_by(self, moment: float) -> None:
         """Every write, current or later, ends by ``moment`` (monotonic). Safe in a signal handler."""
         self.abort_at = min(self.abort_at, moment)
@@ -62,6 +68,8 @@ class Watchdog:
         while True:
             time.sleep(_CHECK_INTERVAL)
             with self._lock:
+                if self._thread is not threading.current_thread():
+                    return  # stopped, or replaced after a stop
                 if self._fd is None or time.monotonic() < min(self._deadline, self.abort_at):
                     continue
                 fd, self._fd = self._fd, None
