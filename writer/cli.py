@@ -212,6 +212,8 @@ def _database_operation(operation: str, args: argparse.Namespace, config) -> int
             actions[operation](connection)
     except migrations.MigrationError as error:
         raise OperationFailed(exit_codes.MIGRATION_ERROR, str(error)) from None
+    except maintenance.NonPositiveMaxAge as error:
+        raise OperationFailed(exit_codes.STORAGE_ERROR, str(error)) from None
     except psycopg.errors.InvalidDatetimeFormat as error:
         raise OperationFailed(exit_codes.STORAGE_ERROR, f"--max-age {args.max_age!r} is not a valid PostgreSQL interval") from None
     except psycopg.errors.UndefinedTable as error:
