@@ -71,16 +71,16 @@ DOCUMENTED_DEFAULTS = {
                "partition_assignment_strategy": "cooperative-sticky"},
     "storage": {"db_driver": "postgres", "pg_username": "postgres", "pg_password": "", "pg_host": "localhost",
                 "pg_port": 5432, "pg_db_name": "notification", "pg_params": "", "log_sql_queries": False,
-                "connect_timeout": 10, "retry_max_seconds": 0},
+                "connect_timeout": 10, "retry_max_seconds": 0, "write_timeout_s": 30},
     "logging": {"debug": False, "log_level": "INFO", "use_stderr": True, "logging_to_sentry_enabled": False,
                 "logging_to_cloud_watch_enabled": False},
     "sentry": {"dsn": "", "environment": ""},
     "cloudwatch": {"aws_access_id": "", "aws_secret_key": "", "aws_session_token": "", "aws_region": "",
                    "log_group": "", "stream_name": "", "debug": False},
     "metrics": {"namespace": "ccx_notification_writer", "address": ":8080"},
-    "tracker": {"topic": "", "service_name": "ccx-notification-writer"},
+    "tracker": {"topic": "", "service_name": "ccx-notification-writer", "auto_create_topic": True},
     "processing": {"workers": 0, "batch_size": 1000, "batch_timeout_ms": 200, "max_restarts": 5,
-                   "restart_window_s": 60, "shutdown_timeout_s": 30},
+                   "restart_window_s": 60, "shutdown_timeout_s": 20},
 }
 
 

@@ -214,3 +214,19 @@ def test_unique_rows_copy_without_key_conflicts(connection):
     assert len(unique) + len(repeats) == 200
     stored = copy_and_read(connection, unique)  # a duplicate key would fail the COPY
     assert len(stored) == len(unique) == len({r.key for r in rows})
+
+
+def test_split_repeats_retries_only_the_keys_the_database_refused():
+    from writer.copy_rows import split_repeats
+    from writer.message import Row
+
+    when = datetime.datetime(2024, 1, 1)
+    cluster = "00000000-0000-0000-0000-00000000000a"
+    first_a, second_a, third_a = (Row(1, 1, cluster, b"{}", when, offset) for offset in (1, 2, 3))
+    first_b, second_b = (Row(2, 1, cluster, b"{}", when, offset) for offset in (4, 5))
+    unique, repeats = unique_by_key([first_a, first_b, second_a, second_b, third_a])
+    assert unique == [first_a, first_b] and repeats == [second_a, second_b, third_a]
+    retry, duplicates = split_repeats(repeats, [(first_a, "refused")])
+    assert retry == [second_a, third_a]  # the next round writes second_a, keeps third_a as its repeat
+    assert duplicates == [second_b]
+    assert split_repeats(repeats, []) == ([], repeats)

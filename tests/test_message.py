@@ -539,10 +539,12 @@ def nested(depth: int) -> bytes:
     return b"[" * depth + b"1" + b"]" * depth
 
 
-@pytest.mark.parametrize("depth", [100, 300, 500, 1000, 1100, 5000, 100000])
+# Pinned (SPEC 3 rejects only what is not JSON; message.py's docstring): a message nested up to orjson's
+# 1024 levels is stored, whichever parser reads it; deeper is rejected as invalid_json, never a crash.
+@pytest.mark.parametrize("depth", [100, 300, 500, 1000, 1020, 1100, 5000, 100000])
 @pytest.mark.parametrize("long_digits", [False, True])
 @pytest.mark.parametrize("where", ["reports", "system"])
-def test_deeply_nested_report_never_raises(depth, long_digits, where):
+def test_deeply_nested_report_is_stored_up_to_1024_levels_and_rejected_beyond(depth, long_digits, where):
     inner = nested(depth)
     if long_digits:  # also through the exact-integer parser
         inner = inner.replace(b"1", b"12345678901234567890123", 1)
@@ -551,18 +553,14 @@ def test_deeply_nested_report_never_raises(depth, long_digits, where):
     report = b"{" + b",".join(b'"%s":%s' % (k.encode(), v) for k, v in parts.items()) + b"}"
     body = orjson.dumps(valid(Report={})).replace(b'"Report":{}', b'"Report":' + report)
     result = parse(body)
-    assert isinstance(result, (Row, Rejection))
-    if isinstance(result, Row):
-        stored = json.loads(result.report)
-        assert set(stored) == {"reports"}
-        if where == "system":
-            assert stored == {"reports": []}
-        else:
-            assert result.report == b'{"reports":' + inner + b"}"
+    if depth + 2 <= 1024:  # the message object and Report are two levels more
+        assert isinstance(result, Row), result
+        expected = b'{"reports":[]}' if where == "system" else b'{"reports":' + inner + b"}"
+        assert result.report == expected
     else:
+        assert isinstance(result, Rejection), result
         assert result.reason == m.INVALID_JSON
-    if depth <= 500:
-        assert isinstance(result, Row), result  # depths a real report could reach are stored
+        assert "depth limit exceeded" in result.detail
 
 
 def test_nested_500_levels_in_reports_is_stored_exactly():
@@ -696,3 +694,89 @@ def test_byte_level_mutations_never_raise(data):
         else:
             text.insert(position, byte)
     check_result(parse_message(bytes(text), 0, NOW))
+
+
+# --- cost: how many times a message is parsed (counted, not timed) ---------------------------
+
+
+@pytest.fixture
+def parses(monkeypatch):
+    """Counts of full parses by orjson and by the standard library's exact parser, and of raw scans."""
+    counts = {"orjson": 0, "exact": 0, "scan": 0}
+
+    def counting(name, function):
+        def wrapper(*args, **kwargs):
+            counts[name] += 1
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(m.orjson, "loads", counting("orjson", orjson.loads))
+    monkeypatch.setattr(m.json, "loads", counting("exact", json.loads))
+    if hasattr(m, "_has_wide_integer"):  # absent before the scan existed: the counts then tell the difference
+        monkeypatch.setattr(m, "_has_wide_integer", counting("scan", m._has_wide_integer))
+    return counts
+
+
+def report_with(text: str) -> dict:
+    return valid(Report={"fingerprints": [], "reports": [{"details": text, "n": [1e300, 2.5e+20]}], "system": {}})
+
+
+def test_text_e_plus_in_a_report_is_parsed_once(parses):
+    row = accepted(report_with("size e+ or 1.8446744073709552e+19 as text"))
+    assert b"1.8446744073709552e+19 as text" in row.report
+    assert parses == {"orjson": 1, "exact": 0, "scan": 1}
+
+
+def test_large_floats_are_floats_and_parsed_once(parses):
+    body = orjson.dumps(valid(OrgID=1e19))
+    result = rejected(body, m.WRONG_TYPE)
+    assert "OrgID" in result.detail
+    assert parses == {"orjson": 1, "exact": 0, "scan": 1}
+
+
+@pytest.mark.parametrize("body", [b"{bad", b'{"OrgID": 1', b'"\\ud800"', b"[" * 2000, b"\xff\xfe", b"nul\x00", b'{"a": 01}'])
+def test_invalid_json_is_parsed_once(parses, body):
+    assert rejected(body, m.INVALID_JSON)
+    assert parses == {"orjson": 1, "exact": 0, "scan": 0}
+
+
+def test_a_number_orjson_cannot_read_is_parsed_at_most_twice(parses):
+    rejected(b'{"OrgID": 1e400}', m.INVALID_JSON)
+    assert parses == {"orjson": 1, "exact": 1, "scan": 0}
+
+
+def test_integer_beyond_64_bits_takes_the_exact_path_once(parses):
+    body = orjson.dumps(report_with("x")).replace(b'"n":[', b'"n":[123456789012345678901234567890,')
+    row = accepted(body)
+    assert b"123456789012345678901234567890" in row.report
+    assert parses == {"orjson": 1, "exact": 1, "scan": 1}
+
+
+@pytest.mark.parametrize("text,wide", [
+    (b'{"a":18446744073709551615}', False),  # 2**64 - 1: orjson keeps it
+    (b'{"a":18446744073709551616}', True),
+    (b'{"a":-9223372036854775808}', False),  # -2**63
+    (b'{"a":-9223372036854775809}', True),
+    (b'{"a":123456789012345678901}', True),
+    (b'{"a":"123456789012345678901"}', False),  # in a string
+    (b'{"a":"x\\"123456789012345678901"}', False),  # after an escaped quote, still in the string
+    (b'{"a":1.23456789012345678901}', False),  # a fraction
+    (b'{"a":1e123456789012345678901}', False),  # an exponent
+    (b'{"a":12345678901234567890123e5}', False),  # a float literal
+    (b'{"123456789012345678901":[true,false,null,12345678901234567890123]}', True),
+])
+def test_has_wide_integer(text, wide):
+    assert m._has_wide_integer(text) is wide
+
+
+def test_memory_error_is_not_an_invalid_message(monkeypatch):
+    def exhausted(*_args, **_kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(m.orjson, "loads", exhausted)
+    with pytest.raises(MemoryError):
+        parse(orjson.dumps(valid()))
+    monkeypatch.undo()
+    monkeypatch.setattr(m, "parse_timestamp", exhausted)  # anywhere in the checks, not only the parser
+    with pytest.raises(MemoryError):
+        parse(orjson.dumps(valid()))

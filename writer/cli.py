@@ -267,6 +267,8 @@ def _database_operation(operation: Operation, args: argparse.Namespace, config) 
             operation.run(connection, args)
     except migrations.MigrationError as error:
         raise OperationFailed(exit_codes.MIGRATION_ERROR, str(error)) from None
+    except maintenance.NonPositiveMaxAge as error:
+        raise OperationFailed(exit_codes.STORAGE_ERROR, str(error)) from None
     except psycopg.errors.InvalidDatetimeFormat:
         raise OperationFailed(exit_codes.STORAGE_ERROR,
                               f"--max-age {args.max_age!r} is not a valid PostgreSQL interval") from None

@@ -58,6 +58,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         # Added by this project:
         "connect_timeout": 10,
         "retry_max_seconds": 0,
+        "write_timeout_s": 30,
     },
     "logging": {
         "debug": False,
@@ -87,6 +88,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "tracker": {
         "topic": "",
         "service_name": "ccx-notification-writer",
+        "auto_create_topic": True,
     },
     # Section added by this project for its batch design.
     "processing": {
@@ -95,7 +97,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "batch_timeout_ms": 200,
         "max_restarts": 5,
         "restart_window_s": 60,
-        "shutdown_timeout_s": 30,
+        "shutdown_timeout_s": 20,
     },
 }
 
@@ -127,6 +129,7 @@ NON_NEGATIVE = {
     ("storage", "pg_port"), ("storage", "connect_timeout"), ("storage", "retry_max_seconds"),
     ("processing", "workers"), ("processing", "max_restarts"),
     ("processing", "restart_window_s"), ("processing", "shutdown_timeout_s"),
+    ("storage", "write_timeout_s"),
 }
 POSITIVE = {
     ("processing", "batch_size"), ("processing", "batch_timeout_ms"),

@@ -46,3 +46,13 @@ def unique_by_key(rows: list[Row]) -> tuple[list[Row], list[Row]]:
             seen.add(key)
             unique.append(row)
     return unique, repeats
+
+
+def split_repeats(repeats: list[Row], refused: list[tuple[Row, str]]) -> tuple[list[Row], list[Row]]:
+    """Repeats of keys whose written row the database refused (to be tried next), and the others
+    (duplicates of a stored row); order kept."""
+    refused_keys = {row.key for row, _ in refused}
+    retry, duplicates = [], []
+    for row in repeats:
+        (retry if row.key in refused_keys else duplicates).append(row)
+    return retry, duplicates

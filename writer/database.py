@@ -26,8 +26,25 @@ def conninfo(config: Config) -> str:
     }
     if storage["pg_password"]:
         kwargs["password"] = storage["pg_password"]
+    kwargs.update(_DEAD_PEER_DETECTION)
     kwargs.update(params)
+    # Reports are UTF-8 JSON: any other client encoding (PGCLIENTENCODING, pg_params) would make the
+    # server re-encode them, silently. Not overridable.
+    kwargs["client_encoding"] = "UTF8"
     return make_conninfo(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+# A peer that vanished without a RST (failover, network partition) is noticed within about a minute
+# instead of the kernel's ~15 min to 2 h: keepalives while waiting for an answer, tcp_user_timeout while
+# sent data stays unacknowledged. pg_params may override them. (A peer that acknowledges but never
+# answers is the write watchdog's job, writer.watchdog.)
+_DEAD_PEER_DETECTION = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60000,
+}
 
 
 def describe(config: Config) -> str:

@@ -1,7 +1,8 @@
 """Maintenance operations of the command line: cleanup, drop, age-based listing and deletion.
 
 Table names come from constant lists and are composed with psycopg.sql; the
-age is always a bound parameter cast to interval by PostgreSQL.
+age is always a bound parameter cast to interval by PostgreSQL, and must be
+greater than zero (an age of zero or less would select every row).
 """
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ AGED_TABLES = {
 }
 
 _OLDER_THAN = sql.SQL("updated_at < NOW() - {}::interval").format(sql.Placeholder())
+
+
+class NonPositiveMaxAge(ValueError):
+    """--max-age of zero or less: it would list or delete every row."""
+
+
+def check_max_age(connection: psycopg.Connection, max_age: str) -> None:
+    # PostgreSQL parses the interval (and compares months as 30 days), so '1 month -40 days' is caught too.
+    if connection.execute("SELECT %s::interval <= interval '0'", (max_age,)).fetchone()[0]:
+        raise NonPositiveMaxAge(f"--max-age {max_age!r} must be greater than zero (it would select every row)")
 
 
 def _existing(connection: psycopg.Connection, table: str) -> bool:
@@ -62,6 +73,7 @@ def drop_all(connection: psycopg.Connection, report: Callable[[str], None] = pri
 
 def rows_older_than(connection: psycopg.Connection, table: str, max_age: str) -> list[tuple]:
     aged = AGED_TABLES[table]
+    check_max_age(connection, max_age)
     query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY updated_at, org_id, cluster").format(
         sql.SQL(", ").join(map(sql.Identifier, aged.columns)), sql.Identifier(table), _OLDER_THAN
     )
@@ -78,6 +90,7 @@ def print_older_than(connection, table: str, max_age: str, report: Callable[[str
 
 
 def delete_older_than(connection, table: str, max_age: str, report: Callable[[str], None] = print) -> int:
+    check_max_age(connection, max_age)
     with connection.transaction():
         query = sql.SQL("DELETE FROM {} WHERE {}").format(sql.Identifier(table), _OLDER_THAN)
         count = connection.execute(query, (max_age,)).rowcount

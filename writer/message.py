@@ -2,16 +2,33 @@
 
 ``parse_message(value, offset, now)`` takes the raw Kafka value and returns
 either a ``Row`` ready to be stored or a ``Rejection`` with a reason code and
-a one-line detail. It never raises: whatever the bytes are, the caller gets
-one of the two.
+a one-line detail. Whatever the bytes are, the caller gets one of the two;
+the only exception that escapes is MemoryError (the worker must crash and
+consume the batch again, not reject a valid message as invalid).
+
+Cost: orjson parses every message once. The standard library parses it a
+second time, exactly, only when it holds an integer literal beyond 64 bits
+(which orjson reads as a float), as confirmed by one regular-expression scan
+of the raw bytes (cheaper than a parse), and the scan runs only when orjson's
+result shows a sign of such a number. Invalid JSON is parsed once (twice
+when orjson's complaint is a number out of its range). So a message costs
+about one parse and never more than two plus a scan, except one with an
+integer beyond 64 bits, which also pays the exact parse.
+
+Nesting: orjson stops at 1024 levels; a message nested deeper is rejected
+as ``invalid_json`` ("depth limit exceeded"). Anything less deep is stored
+(the original's Go decoder stops at 10000 levels; real reports nest about
+ten).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 
 import orjson
@@ -42,10 +59,23 @@ REJECTION_REASONS = (
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # orjson reads an integer beyond 64 bits as a float, and writes a float that
 # large with an exponent ("1.8446744073709552e+19"): "e+" in what we keep is
-# the sign that a message must be parsed again, exactly (false alarms cost
-# only time).
+# the sign that the raw message may hold such an integer (or just the text
+# "e+"); _has_wide_integer then decides with one scan.
 _WIDE_NUMBER_MARK = b"e+"
 _WIDENED_MAGNITUDE = 2.0**63
+# orjson keeps integers in [-2**63, 2**64) exact.
+_ORJSON_INT_RANGE = range(-(2**63), 2**64)
+# From a position outside any string, skip (possessively: linear time, no backtracking) everything but
+# an integer literal of 19 or more digits, which is captured. Valid JSON only (orjson accepted it).
+_LONG_INTEGER = re.compile(
+    rb'(?:[^"0-9.eE]++|"(?:[^"\\]++|\\.)*+"|[.eE][+-]?[0-9]*+|[0-9]{1,18}+(?![0-9])|[0-9]{19,}+(?=[.eE]))*+'
+    rb"([0-9]{19,}+)"
+)
+# orjson's complaint about a number the exact parser may read (an integer too long even for a float).
+_ORJSON_NUMBER_ERROR = "number is infinity"
+# The standard library parser and encoder recurse once per level; orjson already refused anything
+# nested deeper than 1024 levels, so this leaves room for the deepest message it accepted.
+_EXACT_RECURSION_LIMIT = 3000
 
 
 class _ParseExactly(Exception):
@@ -92,24 +122,48 @@ class _Reject(Exception):
         self.detail = detail
 
 
+def _has_wide_integer(value: bytes) -> bool:
+    """Whether the JSON text holds, outside strings, an integer literal orjson cannot keep exact."""
+    position = 0
+    while (match := _LONG_INTEGER.match(value, position)) is not None:
+        start, end = match.span(1)
+        if end - start > 20:
+            return True
+        number = int(match.group(1))
+        if value[start - 1:start] == b"-":
+            number = -number
+        if number not in _ORJSON_INT_RANGE:
+            return True
+        position = end
+    return False
+
+
+@contextlib.contextmanager
+def _deep_recursion():
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, _EXACT_RECURSION_LIMIT))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
+
+
 def _load_json(value: bytes, exact: bool):
     if not exact:
         try:
             return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            raise _ParseExactly from None  # e.g. an integer too long even for a float
+        except orjson.JSONDecodeError as error:
+            text = str(error)
+            if text.startswith(_ORJSON_NUMBER_ERROR):
+                raise _ParseExactly(text) from None  # e.g. an integer too long even for a float
+            raise _Reject(INVALID_JSON, f"not valid JSON: {text.splitlines()[0][:200]}") from None
     try:
-        message = json.loads(value.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
-        # Refuse what orjson refuses: lone surrogate escapes (\ud800) are not Unicode text.
-        json.dumps(message, ensure_ascii=False).encode("utf-8")
+        with _deep_recursion():
+            message = json.loads(value.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+            # Refuse what orjson refuses: lone surrogate escapes (\ud800) are not Unicode text.
+            json.dumps(message, ensure_ascii=False).encode("utf-8")
         return message
     except (ValueError, RecursionError) as error:
-        try:
-            orjson.loads(value)
-        except orjson.JSONDecodeError as orjson_error:  # orjson's wording is the clearer one
-            error = orjson_error
-        except RecursionError:
-            pass
         raise _Reject(INVALID_JSON, f"not valid JSON: {str(error).splitlines()[0][:200]}") from None
 
 
@@ -131,17 +185,18 @@ def _dump_json(report: dict) -> bytes:
         pass
     # Deeper nesting or wider integers than orjson writes.
     try:
-        return json.dumps(report, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        with _deep_recursion():
+            return json.dumps(report, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     except (ValueError, RecursionError, UnicodeEncodeError) as error:
         raise _Reject(INVALID_JSON, f"Report cannot be written as JSON: {error}") from None
 
 
-def _integer(message: dict, field: str, exact: bool) -> int:
+def _integer(message: dict, field: str, wide: _WideIntegers | None) -> int:
     if field not in message:
         raise _Reject(MISSING_FIELD, f"{field} is missing")
     value = message[field]
-    if not exact and type(value) is float and abs(value) >= _WIDENED_MAGNITUDE:
-        raise _ParseExactly
+    if wide is not None and type(value) is float and abs(value) >= _WIDENED_MAGNITUDE:
+        wide.parse_exactly_if_found()
     if type(value) is not int:
         raise _Reject(WRONG_TYPE, f"{field} must be an integer, got {type(value).__name__}")
     if not 0 <= value <= PG_INTEGER_MAX:
@@ -185,7 +240,24 @@ def parse_message(value: bytes | None, offset: int, now: datetime.datetime) -> R
         return _parse(value, offset, now, exact=True)
 
 
+class _WideIntegers:
+    """Whether the message holds an integer beyond 64 bits: scanned once, on the first suspicion."""
+
+    __slots__ = ("value", "found")
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+        self.found: bool | None = None
+
+    def parse_exactly_if_found(self) -> None:
+        if self.found is None:
+            self.found = _has_wide_integer(self.value)
+        if self.found:
+            raise _ParseExactly
+
+
 def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool) -> Row | Rejection:
+    wide = None if exact else _WideIntegers(value)  # exact: numbers are what was sent
     org_id = cluster = request_id = None
     try:
         if not value:
@@ -197,8 +269,8 @@ def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool
         if request_id is not None and not isinstance(request_id, str):
             request_id = None
             raise _Reject(WRONG_TYPE, "RequestId must be a string")
-        org_id = _integer(message, "OrgID", exact)
-        account_number = _integer(message, "AccountNumber", exact)
+        org_id = _integer(message, "OrgID", wide)
+        account_number = _integer(message, "AccountNumber", wide)
         if "ClusterName" not in message:
             raise _Reject(MISSING_FIELD, "ClusterName is missing")
         cluster = message["ClusterName"]
@@ -218,12 +290,12 @@ def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool
             raise _Reject(INCOMPLETE_REPORT, f"Report lacks {', '.join(missing)}")
         version = message.get("Version")
         if version is not None and type(version) is not int:
-            if not exact and type(version) is float and abs(version) >= _WIDENED_MAGNITUDE:
-                raise _ParseExactly
+            if wide is not None and type(version) is float and abs(version) >= _WIDENED_MAGNITUDE:
+                wide.parse_exactly_if_found()
             raise _Reject(WRONG_TYPE, "Version must be an integer")
         shrunk = _dump_json(shrink_report(report))
-        if not exact and _WIDE_NUMBER_MARK in shrunk:
-            raise _ParseExactly
+        if wide is not None and _WIDE_NUMBER_MARK in shrunk:
+            wide.parse_exactly_if_found()
         # Timestamp problems share one reason, whatever their form: the
         # original treats a missing or malformed LastChecked alike.
         if "LastChecked" not in message:
@@ -240,7 +312,7 @@ def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool
         return Row(org_id, account_number, cluster, shrunk, updated_at, offset, request_id, version)
     except _Reject as rejection:
         return Rejection(rejection.reason, rejection.detail, org_id, cluster, request_id)
-    except _ParseExactly:
+    except (_ParseExactly, MemoryError):
         raise
-    except Exception as error:  # noqa: BLE001 - the contract is "never raises"
+    except Exception as error:  # noqa: BLE001 - the contract is "never raises" (but see the docstring)
         return Rejection(INVALID_JSON, f"unexpected input: {type(error).__name__}: {error}", org_id, cluster, request_id)

@@ -28,6 +28,11 @@ ORIGINAL_COUNTERS = {
 }
 
 
+# consumer_lag of a partition this worker no longer owns: set to this, left out when rendered
+# (multiprocess mode cannot remove a series; the most recent value wins, so the next owner's shows).
+NO_LONGER_OWNED = float("nan")
+
+
 def _name(namespace: str, name: str) -> str:
     return f"{namespace}_{name}" if namespace else name
 
@@ -78,6 +83,10 @@ class Metrics:
             n("database_credentials_rejected"),
             "Readiness probes whose connection PostgreSQL refused for our credentials (retried)", registry=None,
         )
+        self.tracker_dropped = Counter(
+            n("tracker_statuses_dropped"), "Payload-tracker statuses dropped (queue full, not delivered in time)",
+            registry=None,
+        )
 
 
 def collect_multiprocess(directory: str) -> CollectorRegistry:
@@ -101,6 +110,9 @@ def render(registry: CollectorRegistry, namespace: str) -> bytes:
     original_names = {_name(namespace, name): text for name, text in ORIGINAL_COUNTERS.items()}
     families = list(registry.collect())
     rest = [f for f in families if f.name not in original_names]
+    for family in rest:
+        if family.type == "gauge":
+            family.samples = [s for s in family.samples if s.value == s.value]  # NaN: NO_LONGER_OWNED
     lines = []
     for name, text in original_names.items():
         value = sum(

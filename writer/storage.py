@@ -14,12 +14,25 @@ What a batch write guarantees (``BatchWriter.write``):
   caller retries the same batch;
 - any other failure raises ``FatalDatabaseError``: the caller must stop
   without committing offsets, since retrying or rejecting would be wrong;
-  so does a batch of ``REFUSE_ALL_THRESHOLD`` or more rows that the database
-  refuses entirely (a broken trigger or schema, not bad data).
+- a batch whose rows are ALL refused, whatever its size, is told apart from
+  bad data by a canary: a row the database accepted before (the last one
+  this writer stored, under the nil cluster id; a fixed synthetic row when
+  there is none yet) is inserted under a savepoint that is always rolled back. If the database
+  refuses the canary too, it refuses everything (a broken trigger, a schema
+  change): ``FatalDatabaseError``, nothing committed, at 1 message a minute
+  as at 10k a second. If it accepts the canary, the batch's rows are bad data
+  and are returned as refused (a lone bad row is still isolated);
+- a write never waits for ever: ``statement_timeout`` bounds each statement
+  on the server, and a client-side watchdog (``writer.watchdog``) shuts the
+  socket down when a round trip outlives ``write_timeout`` + 5 s (a half-open
+  connection). Both raise ``WriteTimedOut``, a transient error; the caller
+  splits a batch that keeps timing out.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import logging
 from dataclasses import dataclass, field
 
@@ -29,6 +42,7 @@ from psycopg import errors, sql
 from writer.copy_rows import COLUMNS, encode_rows
 from writer.database import safe_error_text
 from writer.message import Row
+from writer.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +50,12 @@ STAGING_TABLE = "new_reports_incoming"
 # After a batch with key conflicts, this many batches go straight to the
 # staging path before the direct COPY is tried again.
 STAGING_STREAK = 20
-# A batch at least this large whose rows are ALL refused means the database,
-# not the data, is wrong.
-REFUSE_ALL_THRESHOLD = 10
+# The client-side watchdog acts this long after statement_timeout should
+# have ended a statement: the server's own timeout, when it can answer,
+# gives the clearer error.
+WATCHDOG_MARGIN_S = 5
+# The canary's cluster: the nil UUID (a real cluster id is random).
+CANARY_CLUSTER = "00000000-0000-0000-0000-000000000000"
 
 _COPY_DIRECT = sql.SQL("COPY new_reports ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -54,10 +71,19 @@ _MERGE_STAGING = sql.SQL(
     cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), staging=sql.Identifier(STAGING_TABLE)
 )
 _CLEAR_STAGING = sql.SQL("TRUNCATE {}").format(sql.Identifier(STAGING_TABLE))
+_INSERT_CANARY = sql.SQL("INSERT INTO new_reports ({}) VALUES ({})").format(
+    sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
+)
+_SET_STATEMENT_TIMEOUT = sql.SQL("SET statement_timeout = {}")
+_SET_IDLE_TIMEOUT = sql.SQL("SET idle_in_transaction_session_timeout = {}")
 
 
 class TransientDatabaseError(Exception):
     """The batch was not written but may be on a later attempt."""
+
+
+class WriteTimedOut(TransientDatabaseError):
+    """The write outlived its deadline (statement_timeout, or the watchdog on a silent connection)."""
 
 
 class FatalDatabaseError(Exception):
@@ -72,8 +98,10 @@ def is_transient(error: BaseException) -> bool:
     state = getattr(error, "sqlstate", None)
     if state is None:
         return isinstance(error, psycopg.OperationalError)  # network-level failure, no server answer
-    # 08: connection exception, 53: insufficient resources, 57P: shutdown/restart, 40: rollback
-    return state.startswith(("08", "53", "57P", "40")) or state == "57014"  # 57014: statement canceled
+    # 08: connection exception, 53: insufficient resources, 57P: shutdown/restart, 40: rollback;
+    # 57014: statement canceled (timeout); 25006: read-only transaction, i.e. connected to a former
+    # primary after a failover: transient, but only on a fresh connection (the caller reconnects).
+    return state.startswith(("08", "53", "57P", "40")) or state in ("57014", "25006")
 
 
 def is_row_refusal(error: BaseException) -> bool:
@@ -94,13 +122,17 @@ class WriteResult:
 class BatchWriter:
     """Owns one database connection and writes batches through it."""
 
-    def __init__(self, conninfo: str, log_sql: bool = False) -> None:
+    def __init__(self, conninfo: str, log_sql: bool = False, write_timeout: float = 0) -> None:
         self._conninfo = conninfo
         self._connection: psycopg.Connection | None = None
         self._staging_batches_left = 0
         self._log_sql = log_sql
+        self._write_timeout = write_timeout  # seconds; 0: no limit
+        self.watchdog = Watchdog()
+        self._last_accepted: Row | None = None  # the canary of a batch refused entirely
 
     def close(self) -> None:
+        self.watchdog.stop()
         if self._connection is not None:
             self._connection.close()
             self._connection = None
@@ -115,6 +147,11 @@ class BatchWriter:
         connection = psycopg.connect(self._conninfo, autocommit=True)
         try:
             connection.execute(_CREATE_STAGING)
+            if self._write_timeout:
+                milliseconds = int(self._write_timeout * 1000)
+                connection.execute(_SET_STATEMENT_TIMEOUT.format(sql.Literal(milliseconds)))
+                # A session this writer gave up on (watchdog) must not keep its locks on the server.
+                connection.execute(_SET_IDLE_TIMEOUT.format(sql.Literal(2 * milliseconds)))
         except BaseException:
             connection.close()  # not kept alive by the traceback the caller may hold
             raise
@@ -126,28 +163,56 @@ class BatchWriter:
         result = WriteResult()
         if not rows:
             return result
+        self.watchdog.reset()  # a deadline of an earlier write says nothing about this one
         try:
             connection = self._connect()
-            with connection.transaction():
-                self._write_isolating(connection, rows, result)
+            self._watch(connection)
+            try:
+                with connection.transaction():
+                    self._write_isolating(connection, rows, result)
+                    if len(result.refused) == len(rows):
+                        self._stop_if_canary_refused(connection, result)
+            finally:
+                self.watchdog.disarm()
         except psycopg.Error as error:
+            timed_out = self.watchdog.fired or isinstance(error, errors.QueryCanceled)
+            if timed_out or is_transient(error):
+                # A fresh connection for the retry: the old one may be broken, half-open, or read-only.
+                self.close()
+                raise (WriteTimedOut if timed_out else TransientDatabaseError)(safe_error_text(error)) from error
             if self._connection is not None and self._connection.broken:
                 self.close()
-            if is_transient(error):
-                raise TransientDatabaseError(safe_error_text(error)) from error
             raise FatalDatabaseError(safe_error_text(error)) from error
-        if len(result.refused) == len(rows) >= REFUSE_ALL_THRESHOLD:
-            # Every row of a sizeable batch refused: a broken trigger or schema,
-            # not bad data. Rejecting them all would drop the stream, so stop.
-            raise FatalDatabaseError(
-                f"the database refused all {len(rows)} rows of a batch (first: {result.refused[0][1]}); "
-                "stopping instead of rejecting them all"
-            )
         if result.duplicates:
             self._staging_batches_left = STAGING_STREAK
         elif self._staging_batches_left:
             self._staging_batches_left -= 1
         return result
+
+    def _watch(self, connection: psycopg.Connection) -> None:
+        """(Re)start the watchdog for the next round trip."""
+        limit = self._write_timeout + WATCHDOG_MARGIN_S if self._write_timeout else 0
+        self.watchdog.arm(connection.pgconn.socket, limit)
+
+    def _stop_if_canary_refused(self, connection: psycopg.Connection, result: WriteResult) -> None:
+        # Under a cluster id no report carries, so the insert goes through to the end (AFTER triggers,
+        # constraints) instead of stopping at the primary key of the row it copies.
+        canary = dataclasses.replace(self._last_accepted or _synthetic_canary(), cluster=CANARY_CLUSTER)
+        self._watch(connection)
+        try:
+            with connection.transaction(force_rollback=True):  # never stored
+                connection.execute(_INSERT_CANARY, _values(canary))
+        except errors.UniqueViolation:
+            return  # checks and triggers passed; only the key is taken
+        except psycopg.Error as error:
+            if not is_row_refusal(error):
+                raise
+            # Refusing rows it accepted before: the database, not the data, is wrong. Rejecting the
+            # batch would drop the stream, so stop without committing.
+            raise FatalDatabaseError(
+                f"the database refused all {len(result.refused)} rows of a batch and a row it accepted before "
+                f"({safe_error_text(error)}); stopping instead of rejecting them all"
+            ) from None
 
     def _write_isolating(self, connection: psycopg.Connection, rows: list[Row], result: WriteResult) -> None:
         try:
@@ -166,6 +231,7 @@ class BatchWriter:
         result.stored += stored
         result.stored_bytes += stored_bytes
         result.duplicates += len(rows) - stored
+        self._last_accepted = rows[-1]
 
     def _write_once(self, connection: psycopg.Connection, rows: list[Row]) -> tuple[int, int]:
         """Store rows, skipping stored keys; returns (rows inserted, report bytes inserted)."""
@@ -185,6 +251,17 @@ class BatchWriter:
     def _copy(self, connection: psycopg.Connection, statement: sql.Composed, data: bytes) -> None:
         if self._log_sql:
             log.info("sql: %s (%d bytes)", statement.as_string(connection), len(data))
+        self._watch(connection)
         with connection.cursor() as cursor:
             with cursor.copy(statement) as copy:
                 copy.write(data)
+
+
+def _values(row: Row) -> tuple:
+    return (row.org_id, row.account_number, row.cluster, row.report.decode(), row.updated_at, row.kafka_offset)
+
+
+def _synthetic_canary() -> Row:
+    """A row any sane new_reports accepts; used only when this writer has stored nothing yet."""
+    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    return Row(1, 1, CANARY_CLUSTER, b'{"reports":[]}', now, 0)

@@ -15,10 +15,18 @@ What a batch guarantees (``Worker.handle_batch``), in order:
    acknowledged;
 4. only then the offsets are committed: for each partition still assigned,
    the offset after the last message of the batch;
-5. payload-tracker statuses are sent and flushed.
+5. payload-tracker statuses are queued on the tracker's own producer (best
+   effort: never waited for, see ``writer.tracker``).
 
 A crash anywhere before step 4 leaves the offsets where they were: the batch
 is consumed again and the idempotent write skips what was already stored.
+
+Stop time: a worker exits within ``shutdown_timeout_s`` (default 20 s) of
+SIGTERM in every state. The retry sleep ends at once and no further attempt
+is made; a write in progress is cut short after half that time (the
+watchdog shuts its socket down); closing (last commit, leaving the group,
+the producers' flushes) gets the rest. What was not committed is consumed
+again later.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from writer import exit_codes
 from writer.config import Config
-from writer.copy_rows import unique_by_key
+from writer.copy_rows import split_repeats, unique_by_key
 from writer.database import conninfo
 from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.kafka_options import consumer_options, producer_options
@@ -45,15 +53,17 @@ from writer.logs import LIBRDKAFKA_LOGGER
 from writer.message import (
     CURRENT_SCHEMA_VERSION, FUTURE_TIMESTAMP, INVALID_TIMESTAMP, REFUSED_BY_DATABASE, Rejection, Row, parse_message,
 )
-from writer.metrics import Metrics
+from writer.metrics import NO_LONGER_OWNED, Metrics
 from writer.status import WorkerStatus, peak_rss_kib
-from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteResult
-from writer.tracker import ERROR, PROCESSED, RECEIVED, SUCCESS, PayloadTracker
+from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteResult, WriteTimedOut
+from writer.tracker import ERROR, PROCESSED, RECEIVED, SUCCESS, PayloadTracker, tracker_producer_options
 
 log = logging.getLogger("writer.worker")
 
 # Rejections found after parsing (the original counted these messages as parsed).
 _REJECTED_AFTER_PARSE = {INVALID_TIMESTAMP, FUTURE_TIMESTAMP}
+# While offset commits keep failing between batches, at most one warning per this many seconds.
+_COMMIT_WARNING_INTERVAL_S = 30.0
 
 
 class Worker:
@@ -73,6 +83,7 @@ class Worker:
         self.carry_over: list = []  # messages polled while paused, handled in the next batch
         self.parent_pid = os.getppid()  # the supervisor; when it is gone, this worker stops
         self.uncommitted: dict[tuple[str, int], int] = {}  # offsets of stored batches whose commit failed
+        self.last_commit_warning = -_COMMIT_WARNING_INTERVAL_S
 
         self.replay = replay  # a replay_worker.ReplayScope in replay mode
         if replay is not None and replay.plan.private_group:
@@ -83,30 +94,39 @@ class Worker:
         if replay is not None:
             options["enable.partition.eof"] = True  # a replay's partition may end on offsets no message fills
         self.consumer = Consumer(options)
-        producer = None
-        if config["broker"]["dead_letter_topic"] or config["tracker"]["topic"]:
-            producer = Producer({**producer_options(config), "error_cb": self._on_kafka_error,
-                                 "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
-        self.producer = producer
-        self.dead_letters = DeadLetters(producer, config["broker"]["dead_letter_topic"]) if config["broker"]["dead_letter_topic"] else None
-        self.tracker = (
-            PayloadTracker(producer, config["tracker"]["topic"], config["tracker"]["service_name"])
-            if config["tracker"]["topic"] else None
-        )
-        self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"])
-        if replay is not None and replay.plan.dry_run:
+        # Two producers: dead letters are guaranteed (flushed before the commit), tracker statuses are
+        # best effort; sharing one made a tracker outage cost every batch the dead letters' flush.
+        # A dry run writes nothing anywhere: no rows, no dead letters, no tracker statuses.
+        dry_run = replay is not None and replay.plan.dry_run
+        self.producer = None
+        self.dead_letters = None
+        if config["broker"]["dead_letter_topic"] and not dry_run:
+            self.producer = Producer({**producer_options(config), "error_cb": self._on_kafka_error,
+                                      "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
+            self.dead_letters = DeadLetters(self.producer, config["broker"]["dead_letter_topic"])
+        self.tracker = None
+        if config["tracker"]["topic"] and not dry_run:
+            tracker_producer = Producer({
+                **tracker_producer_options(producer_options(config), config["tracker"]["auto_create_topic"]),
+                "error_cb": lambda error: log.warning("Kafka (payload tracker): %s", error.str()),
+                "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
+            })
+            self.tracker = PayloadTracker(tracker_producer, config["tracker"]["topic"],
+                                          config["tracker"]["service_name"], self.metrics.tracker_dropped.inc)
+        if dry_run:
             from writer.dry_run import DryRunWriter
 
-            # A dry run writes nothing anywhere: no rows, no dead letters, no tracker statuses.
-            self.writer = DryRunWriter(conninfo(config), config["metrics"]["namespace"])
-            self.dead_letters, self.tracker = None, None
+            self.writer: BatchWriter = DryRunWriter(conninfo(config), config["metrics"]["namespace"])
+        else:
+            self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"],
+                                      config["storage"]["write_timeout_s"])
         retry_limit = config["storage"]["retry_max_seconds"]
         self.write_retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDatabaseError),
             wait=tenacity.wait_exponential_jitter(initial=0.25, max=10, jitter=0.5),
             stop=tenacity.stop_any(
                 tenacity.stop_after_delay(retry_limit) if retry_limit else tenacity.stop_never,
-                lambda state: self.stopping and time.monotonic() > self.stop_deadline,
+                lambda state: self.stopping,  # the batch is consumed again after the restart
             ),
             sleep=self._sleep_keeping_membership,
             before_sleep=self._log_retry,
@@ -116,9 +136,17 @@ class Worker:
     # ---- lifecycle -------------------------------------------------------
 
     def request_stop(self, *_signal_args) -> None:
+        """SIGTERM: see "Stop time" in the module docstring. Runs in a signal handler: assignments only."""
         if not self.stopping:
             self.stopping = True
             self.stop_deadline = time.monotonic() + self.shutdown_timeout
+            self.writer.watchdog.abort_by(time.monotonic() + self.shutdown_timeout / 2)
+
+    def _time_left(self, at_most: float) -> float:
+        """``at_most`` seconds, or less when stopping (keeping a second for what follows)."""
+        if not self.stopping:
+            return at_most
+        return max(0.0, min(at_most, self.stop_deadline - time.monotonic() - 1))
 
     def _stop_if_orphaned(self) -> None:
         """A worker whose supervisor died (SIGKILL, OOM) stops like on SIGTERM instead of running on unsupervised."""
@@ -145,18 +173,30 @@ class Worker:
                     self.handle_batch(messages)
                     if self.replay is not None:
                         self.replay.batch_finished(self.consumer)
-                elif self.uncommitted:
-                    self._commit({}, retry=True)
+                else:
+                    if self.uncommitted:
+                        self._commit({}, retry=True)
+                    if self.tracker is not None:
+                        self.tracker.serve()  # delivery reports (drops) are counted while idle too
                 self._stop_if_orphaned()
         except TransientDatabaseError as error:
-            log.warning("stopping while the database is unavailable (%s); the batch was not committed "
-                        "and will be consumed again", error)
+            if self.stopping:
+                log.warning("stopping while the database is unavailable (%s); the batch was not committed "
+                            "and will be consumed again", error)
+            else:
+                log.error("database still unavailable after retrying for retry_max_seconds (%s); the batch was "
+                          "not committed and will be consumed again", error)
+                status = exit_codes.STORAGE_ERROR
         except FatalDatabaseError as error:
             log.error("database error that retrying cannot fix: %s", error)
             status = exit_codes.STORAGE_ERROR
         except DeadLetterError as error:
-            log.error("dead letters not delivered, offsets not committed: %s", error)
-            status = exit_codes.PRODUCER_ERROR
+            if self.stopping:
+                log.warning("stopping before the dead letters were acknowledged (%s); the batch was not "
+                            "committed and will be consumed again", error)
+            else:
+                log.error("dead letters not delivered, offsets not committed: %s", error)
+                status = exit_codes.PRODUCER_ERROR
         except KafkaException as error:
             log.error("Kafka consumer error: %s", error)
             status = exit_codes.CONSUMER_ERROR
@@ -168,7 +208,7 @@ class Worker:
         try:
             # Workers stopping together start a rebalance that refuses commits;
             # serving it briefly lets the last batch's offsets through.
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + self._time_left(5)
             while self.uncommitted and time.monotonic() < deadline:
                 self.consumer.poll(0.2)  # a message polled here is not committed: it is consumed again later
                 self._commit({}, retry=True)
@@ -176,7 +216,9 @@ class Worker:
         except Exception as error:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", error)
         if self.producer is not None:
-            self.producer.flush(5)
+            self.producer.flush(self._time_left(5))
+        if self.tracker is not None:
+            self.tracker.close(self._time_left(2))
         self.writer.close()
         self.status.stopped()
         log.info("worker stopped", extra={"peak_rss_kib": peak_rss_kib()})
@@ -224,9 +266,8 @@ class Worker:
                 self._commit(next_offsets)
             return
 
-        unique_rows, repeated = unique_by_key(rows)
         write_started = time.perf_counter()
-        written = self._write_with_retry(unique_rows) if unique_rows else WriteResult()
+        written, repeated = self._write_rows(rows)
         self.metrics.write_duration.observe(time.perf_counter() - write_started)
         for row, reason in written.refused:
             rejections.append(
@@ -241,7 +282,7 @@ class Worker:
             for message, rejection in rejections:
                 self.dead_letters.send(message, rejection)
             with self.status.waiting_for_kafka():
-                self.metrics.dead_letters.inc(self.dead_letters.flush())
+                self.metrics.dead_letters.inc(self.dead_letters.flush(self._time_left(30)))
 
         self._commit(next_offsets)
         self._count(consumed, rows, written, repeated, rejections)
@@ -253,18 +294,56 @@ class Worker:
                                  "seconds": round(time.perf_counter() - started, 4)},
         )
 
+    def _write_rows(self, rows: list[Row]) -> tuple[WriteResult, list[Row]]:
+        """Write every row; returns (what was written, repeats skipped as duplicates).
+
+        A batch can hold several messages with one primary key: the first is
+        written; a later one is tried only when the database refused the
+        earlier (else it would be dropped as a "duplicate" of nothing).
+        """
+        total, skipped = WriteResult(), []
+        pending = rows
+        while pending:
+            unique, repeats = unique_by_key(pending)
+            written = self._write_with_retry(unique)
+            _add(total, written)
+            pending, duplicates = split_repeats(repeats, written.refused)
+            skipped += duplicates
+        return total, skipped
+
     def _write_with_retry(self, rows: list[Row]) -> WriteResult:
         try:
-            for attempt in self.write_retrying:
-                with attempt, self.status.waiting_for_database():
-                    result = self.writer.write(rows)
+            result = self._write_splitting(rows)
         finally:
             if self.retrying_write:
                 self.retrying_write = False
                 assignment = self.consumer.assignment()
                 self.consumer.resume(self.replay.unfinished(assignment) if self.replay is not None else assignment)
-                self.status.database_ok(True)
-        self.status.database_ok(True)
+        self.status.database_ok(True)  # only after a write that succeeded
+        return result
+
+    def _write_splitting(self, rows: list[Row]) -> WriteResult:
+        """Retry transient errors; a batch whose write times out is split in two rather than retried as is."""
+        retrying = self.write_retrying if len(rows) == 1 else self.write_retrying.copy(
+            retry=tenacity.retry_if_exception(
+                lambda error: isinstance(error, TransientDatabaseError) and not isinstance(error, WriteTimedOut)
+            )
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if self.stopping and attempt.retry_state.attempt_number > 1:
+                        raise TransientDatabaseError("stopping: the batch is left for after the restart")
+                    with self.status.waiting_for_database():
+                        return self.writer.write(rows)
+        except WriteTimedOut as error:
+            if len(rows) == 1 or self.stopping:
+                raise
+            log.warning("writing %d rows timed out (%s); writing them in two halves", len(rows), error)
+            self.metrics.db_retries.inc()
+        middle = len(rows) // 2
+        result = self._write_splitting(rows[:middle])
+        _add(result, self._write_splitting(rows[middle:]))
         return result
 
     def _sleep_keeping_membership(self, seconds: float) -> None:
@@ -274,7 +353,7 @@ class Worker:
             self.status.database_ok(False)
             self.consumer.pause(self.consumer.assignment())
         deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
+        while (remaining := deadline - time.monotonic()) > 0 and not self.stopping:
             message = self.consumer.poll(min(remaining, 0.5))
             self.status.polled()
             self._stop_if_orphaned()
@@ -306,10 +385,15 @@ class Worker:
                 raise
             # The rows are stored; whoever consumes these messages again skips them as duplicates.
             self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
-            self.metrics.commit_failures.inc()  # every refusal, the idle retries' too
-            if not retry:
-                log.warning("offset commit failed (%s); retrying with the next batch or poll", error.args[0].str())
+            self.metrics.commit_failures.inc()
+            now = time.monotonic()
+            if not retry or now - self.last_commit_warning >= _COMMIT_WARNING_INTERVAL_S:
+                self.last_commit_warning = now
+                log.warning("offset commit failed (%s); retrying with the next batch or poll%s", error.args[0].str(),
+                            " (while idle)" if retry else "")
             return
+        if retry:
+            log.info("offset commit retried successfully: %s", _describe(offsets))
         self.metrics.last_commit.set(time.time())
 
     def _count(self, consumed: int, rows: list[Row], written: WriteResult, repeated: list[Row], rejections) -> None:
@@ -353,8 +437,7 @@ class Worker:
         for _, rejection in rejections:
             if rejection.request_id is not None:  # SPEC 7: received, processed, then success or error
                 self.tracker.send(rejection.request_id, (RECEIVED, PROCESSED, ERROR))
-        with self.status.waiting_for_kafka():
-            self.tracker.flush()
+        self.tracker.serve()  # delivery reports only: statuses never hold up the batch path
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
@@ -364,8 +447,14 @@ class Worker:
         self.assigned.update((p.topic, p.partition) for p in partitions)
         self.status.assigned(len(self.assigned))
         self.status.broker_up(True)
+        # librdkafka keeps the application's pause flag of a partition across unassign and assign: set
+        # it deliberately, or a partition revoked while paused would never be fetched again. A pause
+        # before the assignment does not hold, so during a retry assign here (the client then does not).
         if self.retrying_write:
+            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
         log.info("partitions assigned: %s", _describe(partitions))
 
     def _on_revoke(self, consumer, partitions) -> None:
@@ -376,7 +465,12 @@ class Worker:
         self.assigned.difference_update((p.topic, p.partition) for p in partitions)
         for p in partitions:
             self.uncommitted.pop((p.topic, p.partition), None)
+            self.metrics.consumer_lag.labels(p.topic, str(p.partition)).set(NO_LONGER_OWNED)
         self.status.assigned(len(self.assigned))
+        try:
+            consumer.resume(partitions)  # not paused if they come back (see _on_assign)
+        except KafkaException as error:
+            log.debug("resuming revoked partitions: %s", error)
         log.info("partitions revoked: %s", _describe(partitions))
 
     def _on_kafka_error(self, error: KafkaError) -> None:
@@ -394,6 +488,13 @@ class Worker:
                 lag = numbers.get("consumer_lag", -1)
                 if lag >= 0 and (topic, int(partition)) in self.assigned:
                     self.metrics.consumer_lag.labels(topic, partition).set(lag)
+
+
+def _add(total: WriteResult, part: WriteResult) -> None:
+    total.stored += part.stored
+    total.stored_bytes += part.stored_bytes
+    total.duplicates += part.duplicates
+    total.refused += part.refused
 
 
 def _where(message, org_id=None, cluster=None) -> dict:

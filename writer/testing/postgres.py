@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 
 @dataclass
@@ -57,10 +58,10 @@ def create_database(admin_conninfo: str, prefix: str = "ccxw_test_") -> str:
     """Create an empty database with a fresh name; returns the name."""
     name = f"{prefix}{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_conninfo, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return name
 
 
 def drop_database(admin_conninfo: str, name: str) -> None:
     with psycopg.connect(admin_conninfo, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
