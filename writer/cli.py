@@ -245,7 +245,7 @@ def _show_configuration(config) -> None:
 def _database_operation(operation: Operation, args: argparse.Namespace, config) -> int:
     import psycopg
 
-    from writer import database, migrations
+    from writer import database, maintenance, migrations
     from writer.config import ConfigError
 
     if operation.check_arguments is not None:
