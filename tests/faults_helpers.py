@@ -213,7 +213,8 @@ class RowMonitor:
             try:
                 if connection is None or connection.closed:
                     connection = self.database.connect()
-                self.samples.append((time.monotonic(), connection.execute("SELECT count(*) FROM new_reports").fetchone()[0]))
+                count = connection.execute("SELECT count(*) FROM new_reports").fetchone()[0]
+                self.samples.append((time.monotonic(), count))
             except Exception:  # noqa: BLE001 - the database may be down on purpose
                 if connection is not None:
                     with contextlib.suppress(Exception):
@@ -307,8 +308,9 @@ class Service:
         workdir.mkdir(parents=True, exist_ok=True)
         self.stdout_path = workdir / f"{name}.stdout"
         self.stderr_path = workdir / f"{name}.stderr"
-        self._stdout = open(self.stdout_path, "w")
-        self._stderr = open(self.stderr_path, "w")
+        # Open for the subprocess's whole life, so no `with`: close() shuts them.
+        self._stdout = open(self.stdout_path, "w")  # noqa: SIM115
+        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [console_script(), *args], env=env, cwd=str(workdir), stdout=self._stdout, stderr=self._stderr,
@@ -345,7 +347,9 @@ class Service:
             with contextlib.suppress(OSError):
                 self.request("/metrics", timeout=2)
                 return
-            assert self.process.poll() is None, f"the service exited with {self.process.returncode}: {self.stderr()[-2000:]}"
+            assert self.process.poll() is None, (
+                f"the service exited with {self.process.returncode}: {self.stderr()[-2000:]}"
+            )
             assert time.monotonic() < deadline, "the metrics server did not come up"
             time.sleep(0.1)
 
@@ -537,7 +541,7 @@ class StallingProxy:
                 continue
             try:
                 data = source.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 break

@@ -64,9 +64,8 @@ def connection(database):
 
 def copy_and_read(connection, rows: list[Row]) -> list[tuple]:
     connection.execute("DELETE FROM new_reports")
-    with connection.cursor() as cursor:
-        with cursor.copy(f"COPY new_reports ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            copy.write(encode_rows(rows))
+    with connection.cursor() as cursor, cursor.copy(f"COPY new_reports ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        copy.write(encode_rows(rows))
     return connection.execute(
         f"SELECT {', '.join(COLUMNS)} FROM new_reports ORDER BY kafka_offset"
     ).fetchall()
@@ -79,7 +78,7 @@ def expected(row: Row) -> tuple:
 def assert_round_trip(connection, rows: list[Row]) -> None:
     stored = copy_and_read(connection, rows)
     assert len(stored) == len(rows)
-    for row, back in zip(sorted(rows, key=lambda r: r.kafka_offset), stored):
+    for row, back in zip(sorted(rows, key=lambda r: r.kafka_offset), stored, strict=True):
         assert back == expected(row)
         # The column holds the JSON text byte for byte, and it is still the same JSON.
         assert back[3].encode("utf-8") == row.report
@@ -170,7 +169,8 @@ def test_extreme_numbers_read_back_exactly(connection):
 
 
 def test_large_batch_reads_back_exactly(connection):
-    rows = [make_row(i, orjson.dumps({"reports": [NASTY_VALUES[i % len(NASTY_VALUES)]] * (i % 5)})) for i in range(1000)]
+    rows = [make_row(i, orjson.dumps({"reports": [NASTY_VALUES[i % len(NASTY_VALUES)]] * (i % 5)}))
+            for i in range(1000)]
     assert_round_trip(connection, rows)
 
 

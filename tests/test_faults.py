@@ -24,19 +24,32 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import orjson
-import psycopg
 import pytest
 
 from conftest import PostgresServer, create_database, drop_database
 from faults_helpers import (
-    PARTITIONS, RowMonitor, Service, committed, compare, consume_topic, end_offsets, expected_key, header,
-    produce_numbers, produce_raw, record, row_count, service_env, stored_keys, terminate_writer_backends, wait_until,
+    PARTITIONS,
+    RowMonitor,
+    Service,
+    committed,
+    compare,
+    consume_topic,
+    end_offsets,
+    expected_key,
+    header,
+    produce_numbers,
+    produce_raw,
+    record,
+    row_count,
+    service_env,
+    stored_keys,
+    terminate_writer_backends,
+    wait_until,
     write_results,
 )
 
@@ -94,7 +107,7 @@ _SUMMARY = re.compile(r"replay finished: messages (\d+), stored (\d+), duplicate
 def replay_summary(service: Service) -> dict[str, int]:
     match = _SUMMARY.search(service.stdout())
     assert match, f"no summary line on stdout: {service.stdout()!r}"
-    return dict(zip(("messages", "stored", "duplicates", "rejected"), map(int, match.groups())))
+    return dict(zip(("messages", "stored", "duplicates", "rejected"), map(int, match.groups()), strict=True))
 
 
 def assert_exact(database, expected: set, bootstrap: str, topic: str, group: str) -> dict:
@@ -211,7 +224,8 @@ def embedded_database(embedded_server, cli):
     from psycopg.conninfo import conninfo_to_dict
 
     info = conninfo_to_dict(embedded_server.get_uri())
-    database = create_database(PostgresServer(info["host"], int(info.get("port", 5432)), info.get("user") or "postgres"))
+    server = PostgresServer(info["host"], int(info.get("port", 5432)), info.get("user") or "postgres")
+    database = create_database(server)
     for args in (["--db-init-migration"], ["--db-init"], ["--migrate", "latest"]):
         result = cli(*args, env=database.env())
         assert result.returncode == 0, result.stderr
@@ -392,7 +406,7 @@ def test_supervisor_sigkill(migrated_database, kafka_bootstrap, topic, group, wo
                     service.signal(signal.SIGKILL)
                     killed = time.monotonic()
                     service.wait(10)
-                    wait_until(lambda: all(_gone(w) for w in workers), shutdown_bound(env),
+                    wait_until(lambda workers=workers: all(_gone(w) for w in workers), shutdown_bound(env),
                                message="the orphaned workers to stop")
                     orphan_exit.append(round(time.monotonic() - killed, 1))
                 else:
@@ -605,7 +619,7 @@ def _hostile_cases() -> list[dict]:
         name="duplicate keys")
     # timestamps
     rejected(orjson.dumps(body(LastChecked="2999-01-01T00:00:00Z")), "future_timestamp", "year 2999")
-    future = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     rejected(orjson.dumps(body(LastChecked=future)), "future_timestamp", "one hour ahead")
     for text in ("yesterday", "2026-13-45T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T23:59:60Z",
                  "2026-01-01 10:00:00", "2026-01-01T10:00:00.1234567891Z", "0000-01-01T00:00:00Z", "",
@@ -716,7 +730,9 @@ def test_hostile_messages(migrated_database, kafka_bootstrap, topic, group, work
         assert (letter.headers() or [])[:len(expected_headers)] == expected_headers
         assert header(letter, "ccx-rejection-detail")
         seen[source] = reason
-    assert set(seen) == set(rejected_at), f"{len(set(rejected_at) - set(seen))} rejections missing from the dead-letter topic"
+    assert set(seen) == set(rejected_at), (
+        f"{len(set(rejected_at) - set(seen))} rejections missing from the dead-letter topic"
+    )
     # The summary (metrics) counts each reason exactly.
     summary = service.stdout()
     expected_reasons = {}
@@ -731,7 +747,7 @@ def test_hostile_messages(migrated_database, kafka_bootstrap, topic, group, work
            seconds=round(seconds, 1))
 
 
-# ---- 8. the database refuses some rows ---------------------------------------------------------------------------------
+# ---- 8. the database refuses some rows -------------------------------------------------------------------------------
 
 REFUSED_ORGS = (1013, 1050)
 
@@ -781,13 +797,14 @@ def test_database_refuses_rows(migrated_database, kafka_bootstrap, topic, group,
     half = (messages - len(refused)) // 2
     first = [s for s in samples if s[1] <= half]
     second = [s for s in samples if s[1] > half]
-    rate = lambda part: round((part[-1][1] - part[0][1]) / max(part[-1][0] - part[0][0], 1e-3)) if len(part) > 1 else None  # noqa: E731
+    def rate(part):
+        return round((part[-1][1] - part[0][1]) / max(part[-1][0] - part[0][0], 1e-3)) if len(part) > 1 else None
     record("8. DB refuses rows (trigger on 2 orgs, first half)", messages=messages, faults=len(refused), **outcome,
            rejected=len(refused), dead_letters=len(letters), rows_per_s_while_refusing=rate(first),
            rows_per_s_after=rate(second))
 
 
-# ---- security ---------------------------------------------------------------------------------------------------------------
+# ---- security --------------------------------------------------------------------------------------------------------
 
 
 def test_secrets_never_shown(migrated_database, kafka_bootstrap, topic, group, workdir, cli):
@@ -872,8 +889,9 @@ def test_metrics_server_serves_only_metrics_health_and_ready(migrated_database, 
         assert status("GET", "/metrics") == 200
         wait_until(lambda: status("GET", "/ready") == 200, 60, message="/ready 200")
         assert status("GET", "/health") == 200
-        for path in ("/", "/metrics/", "/metrics.txt", "/healthz", "/readyz", "/admin", "/../../etc/passwd", "/%2e%2e/etc/passwd",
-                     "/health/../metrics", "http://example.com/metrics", "/Metrics", "/favicon.ico"):
+        for path in ("/", "/metrics/", "/metrics.txt", "/healthz", "/readyz", "/admin", "/../../etc/passwd",
+                     "/%2e%2e/etc/passwd", "/health/../metrics", "http://example.com/metrics", "/Metrics",
+                     "/favicon.ico"):
             assert status("GET", path) == 404, path
         for path in ("/metrics", "/health", "/ready", "/"):
             for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "HEAD"):
@@ -917,11 +935,11 @@ class _Module:
         if isinstance(target, ast.Name):
             self.bound.setdefault(target.id, []).append(value)
         elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):
-            for t, v in zip(target.elts, value.elts):
+            for t, v in zip(target.elts, value.elts, strict=True):
                 self._bind(t, v)
 
     @classmethod
-    def of(cls, path: Path) -> "_Module":
+    def of(cls, path: Path) -> _Module:
         if path not in cls.cache:
             cls.cache[path] = cls(path)
         return cls.cache[path]
@@ -954,7 +972,8 @@ class _Module:
                 return all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
             if text.startswith("sql.") and text.split(".")[1] in {"Identifier", "Literal", "Placeholder", "Composed"}:
                 return True
-            if isinstance(node.func, ast.Name) and node.func.id in self.classes:  # e.g. Migration(description, up, down)
+            # e.g. Migration(description, up, down)
+            if isinstance(node.func, ast.Name) and node.func.id in self.classes:
                 return all(self.safe(a, seen) for a in node.args)
             if isinstance(node.func, ast.Attribute) and node.func.attr in ("format", "join"):
                 return ast.unparse(node.func.value).startswith("sql.") or (
@@ -984,7 +1003,9 @@ class _Module:
 def test_sql_is_never_formatted_from_strings():
     """Every .execute(/.copy( in writer/ gets constant SQL, psycopg.sql composition or bound parameters;
     and no f-string, % formatting or str.format anywhere in writer/ builds SQL text."""
-    sql_words = re.compile(r"\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE|DROP|ALTER TABLE|TRUNCATE|COPY|COMMENT ON)\b")
+    sql_words = re.compile(
+        r"\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE|DROP|ALTER TABLE|TRUNCATE|COPY|COMMENT ON)\b"
+    )
     problems = []
     checked = 0
     for path in sorted((ROOT / "writer").rglob("*.py")):
@@ -1005,7 +1026,8 @@ def test_sql_is_never_formatted_from_strings():
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format" \
                     and isinstance(node.func.value, ast.Constant) and isinstance(node.func.value.value, str):
                 text = node.func.value.value
-            if text is not None and sql_words.search(text) and re.search(r"\b(FROM|INTO|TABLE|DATABASE|SET|ON)\b", text):
+            if (text is not None and sql_words.search(text)
+                    and re.search(r"\b(FROM|INTO|TABLE|DATABASE|SET|ON)\b", text)):
                 problems.append(f"{where}: SQL built by string formatting: {text[:80]!r}")
     assert checked >= 10, "the check should find the execute/copy calls of writer/"
     assert not problems, "\n".join(problems)

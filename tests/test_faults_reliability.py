@@ -22,8 +22,22 @@ import orjson
 import pytest
 
 from faults_helpers import (
-    PARTITIONS, RowMonitor, Service, StallingProxy, committed, compare, consume_topic, end_offsets, expected_key,
-    free_port, header, produce_numbers, record, row_count, service_env, stored_keys, terminate_writer_backends,
+    PARTITIONS,
+    RowMonitor,
+    Service,
+    StallingProxy,
+    committed,
+    consume_topic,
+    end_offsets,
+    expected_key,
+    free_port,
+    header,
+    produce_numbers,
+    record,
+    row_count,
+    service_env,
+    stored_keys,
+    terminate_writer_backends,
     wait_until,
 )
 from test_faults import assert_exact, drain_timeout, group, no_worker_crash, reliability_results, workdir  # noqa: F401
@@ -148,7 +162,7 @@ def test_a_database_refusing_every_row_stops_the_service_at_one_message_per_batc
         service.wait_http()
         for number in numbers[:before]:  # one message at a time: batches of one
             produce(kafka_bootstrap, topic, [encoded(number)], [str(number).encode()], partition=number % PARTITIONS)
-            wait_until(lambda: row_count(database) == number + 1, 60, message=f"message {number} stored")
+            wait_until(lambda number=number: row_count(database) == number + 1, 60, message=f"message {number} stored")
         sql(database, REFUSE_EVERYTHING)
         for number in numbers[before:]:
             produce(kafka_bootstrap, topic, [encoded(number)], [str(number).encode()], partition=number % PARTITIONS)
@@ -175,7 +189,7 @@ def test_a_database_refusing_every_row_stops_the_service_at_one_message_per_batc
            stopped_with=status, drained_after_fix_s=round(drained - fixed, 1))
 
 
-# ---- C. failover: the old primary is read-only (item 4) ---------------------------------------------------------------
+# ---- C. failover: the old primary is read-only (item 4) --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("messages,read_only_s", [pytest.param(1000, 3, id="ci"),
@@ -253,10 +267,11 @@ def test_half_open_database_connections_are_cut_and_replaced(
            drained_after_s=round(drained - healed, 1))
 
 
-# ---- E. payload-tracker outage (item 6) -----------------------------------------------------------------------------------
+# ---- E. payload-tracker outage (item 6) ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("messages", [pytest.param(600, id="ci"), pytest.param(6000, id="full", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("messages", [pytest.param(600, id="ci"),
+                                      pytest.param(6000, id="full", marks=pytest.mark.slow)])
 def test_a_tracker_outage_never_holds_up_storage(migrated_database, kafka_bootstrap, topic, group, workdir, messages):
     """The tracker topic is missing and not created: no status can be delivered. Batches of 20 rows: with a
     5 s flush per batch (the old shared producer) the drain would take over 75 s for 600 messages."""
@@ -315,7 +330,8 @@ def test_sigterm_during_a_database_retry_stops_at_once(migrated_database, kafka_
     assert status == 0, service.stderr()[-3000:]
     assert not messages_logged(service, "did not stop in time")
     records = service.log_records()
-    stop_index = next(i for i, r in enumerate(records) if "stopping while the database is unavailable" in r.get("message", ""))
+    stop_index = next(i for i, r in enumerate(records)
+                      if "stopping while the database is unavailable" in r.get("message", ""))
     retries_before = len([r for r in records[:stop_index] if "retrying the batch" in r.get("message", "")])
     assert retries_before == len(messages_logged(service, "retrying the batch")), "no attempt after SIGTERM"
     assert stopped <= stop_bound(env), f"stopped after {stopped:.1f} s"
@@ -369,10 +385,11 @@ def test_database_retries_that_give_up_exit_5(migrated_database, kafka_bootstrap
     assert row_count(database) == 0 and committed(kafka_bootstrap, topic, group) == {p: 0 for p in range(PARTITIONS)}
 
 
-# ---- G. a repeat of a refused key (item 2) ----------------------------------------------------------------------------
+# ---- G. a repeat of a refused key (item 2) ---------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # by default, tests/test_worker_reliability.py::test_a_repeat_of_a_refused_key_is_written_in_a_second_round
+# By default, tests/test_worker_reliability.py::test_a_repeat_of_a_refused_key_is_written_in_a_second_round runs.
+@pytest.mark.slow
 def test_a_later_message_with_the_key_of_a_refused_one_is_stored(migrated_database, kafka_bootstrap, topic, group,
                                                                   workdir):
     """Same primary key twice in one batch: the first refused by a trigger (its content), the second fine."""
@@ -382,7 +399,8 @@ def test_a_later_message_with_the_key_of_a_refused_one_is_stored(migrated_databa
     sql(database, "CREATE FUNCTION refuse_marked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
                   " IF NEW.report LIKE '%refuse-me%' THEN RAISE EXCEPTION 'marked report refused'; END IF;"
                   " RETURN NEW; END $$;"
-                  "CREATE TRIGGER refuse_marked BEFORE INSERT ON new_reports FOR EACH ROW EXECUTE FUNCTION refuse_marked()")
+                  "CREATE TRIGGER refuse_marked BEFORE INSERT ON new_reports"
+                  " FOR EACH ROW EXECUTE FUNCTION refuse_marked()")
     bad = message(1)
     bad["Report"]["reports"] = [{"rule_id": "refuse-me"}]
     values = [encoded(0), orjson.dumps(bad), encoded(1), encoded(2)]  # offsets 0..3 in one partition

@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from test_maintenance_cli import CLEANUP_FLAGS, NEW_CLUSTER, OLD_CLUSTER, PRINT_FLAGS, clusters, filled, ok, one_line_failure, run  # noqa: F401
-
+from test_maintenance_cli import (  # noqa: F401
+    CLEANUP_FLAGS,
+    NEW_CLUSTER,
+    OLD_CLUSTER,
+    PRINT_FLAGS,
+    clusters,
+    filled,
+    ok,
+    one_line_failure,
+    run,
+)
 
 TABLES = list(CLEANUP_FLAGS)
 

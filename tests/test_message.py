@@ -112,7 +112,8 @@ def test_empty_value(value):
     assert isinstance(result, Rejection) and result.reason == m.EMPTY_MESSAGE
 
 
-@pytest.mark.parametrize("value", [b"{not json", b"{", b"\"unterminated", b"{'OrgID': 1}", b"{}x", b"nul", b"\xff\xfe{}"])
+@pytest.mark.parametrize("value", [b"{not json", b"{", b"\"unterminated", b"{'OrgID': 1}", b"{}x", b"nul",
+                                   b"\xff\xfe{}"])
 def test_not_json(value):
     rejected(value, m.INVALID_JSON)
 
@@ -196,7 +197,8 @@ def test_report_of_wrong_type(bad):
     rejected(valid(Report=bad), m.WRONG_TYPE)
 
 
-@pytest.mark.parametrize("missing", [("fingerprints",), ("reports",), ("system",), ("fingerprints", "reports", "system")])
+@pytest.mark.parametrize("missing", [("fingerprints",), ("reports",), ("system",),
+                                     ("fingerprints", "reports", "system")])
 def test_report_missing_required_key(missing):
     report = {k: v for k, v in valid()["Report"].items() if k not in missing}
     result = rejected(valid(Report=report), m.INCOMPLETE_REPORT)
@@ -734,7 +736,8 @@ def test_large_floats_are_floats_and_parsed_once(parses):
     assert parses == {"orjson": 1, "exact": 0, "scan": 1}
 
 
-@pytest.mark.parametrize("body", [b"{bad", b'{"OrgID": 1', b'"\\ud800"', b"[" * 2000, b"\xff\xfe", b"nul\x00", b'{"a": 01}'])
+@pytest.mark.parametrize("body", [b"{bad", b'{"OrgID": 1', b'"\\ud800"', b"[" * 2000, b"\xff\xfe", b"nul\x00",
+                                  b'{"a": 01}'])
 def test_invalid_json_is_parsed_once(parses, body):
     assert rejected(body, m.INVALID_JSON)
     assert parses == {"orjson": 1, "exact": 0, "scan": 0}

@@ -17,9 +17,9 @@ from psycopg import errors
 
 from conftest import Database, console_script, create_database, drop_database
 from writer.copy_rows import COLUMNS
-from writer.schema import LATEST_VERSION
 from writer.message import Row, parse_message
 from writer.sample_messages import encoded
+from writer.schema import LATEST_VERSION
 from writer.storage import (
     STAGING_STREAK,
     STAGING_TABLE,
@@ -143,7 +143,8 @@ def test_stored_bytes_is_the_size_of_the_stored_reports(migrated_database, write
     result = writer.write(rows)
     assert result.stored_bytes == sum(len(row.report) for row in rows)
     with migrated_database.connect() as connection:
-        assert connection.execute("SELECT sum(octet_length(report)) FROM new_reports").fetchone()[0] == result.stored_bytes
+        stored_bytes = connection.execute("SELECT sum(octet_length(report)) FROM new_reports").fetchone()[0]
+        assert stored_bytes == result.stored_bytes
 
 
 def test_same_rows_again_are_duplicates_not_second_rows(migrated_database, writer, writer_conninfo):
@@ -166,9 +167,11 @@ def test_mixed_batch_stores_exactly_the_new_rows(migrated_database, writer):
     assert writer.write(old).stored == 10
     new = make_rows(range(1, 20, 2))
     # A replayed message with the same key but another offset and content keeps the stored row.
-    replayed = [Row(r.org_id, r.account_number, r.cluster, b'{"reports":["changed"]}', r.updated_at, 1000 + r.kafka_offset)
-                for r in old]
-    batch = [row for pair in zip(replayed, new) for row in pair]
+    replayed = [
+        Row(r.org_id, r.account_number, r.cluster, b'{"reports":["changed"]}', r.updated_at, 1000 + r.kafka_offset)
+        for r in old
+    ]
+    batch = [row for pair in zip(replayed, new, strict=True) for row in pair]
     result = writer.write(batch)
     assert (result.stored, result.duplicates, result.refused) == (10, 10, [])
     assert result.stored_bytes == sum(len(row.report) for row in new)
@@ -490,10 +493,12 @@ def test_row_refusals_are_classified(admin, statement, error_class):
 
 
 def test_invalid_utf8_in_copy_is_a_row_refusal(admin):
-    with pytest.raises(psycopg.Error) as raised:
-        with admin.cursor() as cursor:
-            with cursor.copy("COPY t (id, v) FROM STDIN") as copy:
-                copy.write(b"3\t1\n4\t\xff\n")
+    with (
+        pytest.raises(psycopg.Error) as raised,
+        admin.cursor() as cursor,
+        cursor.copy("COPY t (id, v) FROM STDIN") as copy,
+    ):
+        copy.write(b"3\t1\n4\t\xff\n")
     assert isinstance(raised.value, psycopg.DataError)
     assert is_row_refusal(raised.value) and not is_transient(raised.value)
 

@@ -4,15 +4,24 @@ silent, a client encoding other than UTF-8. Real PostgreSQL; a loopback proxy fo
 
 from __future__ import annotations
 
-import datetime
 import threading
 
 import pytest
 
 from faults_helpers import StallingProxy
 from test_storage import (  # noqa: F401 - fixtures
-    APPLICATION, BAD_ORG, REFUSE_ORG_666, as_tuple, count, make_rows, migrated_database, migrated_template,
-    stored_rows, with_org, writer, writer_conninfo,
+    APPLICATION,
+    BAD_ORG,
+    REFUSE_ORG_666,
+    as_tuple,
+    count,
+    make_rows,
+    migrated_database,
+    migrated_template,
+    stored_rows,
+    with_org,
+    writer,
+    writer_conninfo,
 )
 from writer import config as config_module
 from writer.database import conninfo

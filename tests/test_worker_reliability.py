@@ -24,7 +24,8 @@ def make_worker(database, bootstrap: str, topic: str, **settings) -> tuple[Worke
     environ = {f"CCX_NOTIFICATION_WRITER__STORAGE__{k}": v for k, v in {
         "PG_HOST": database.server.host, "PG_PORT": str(database.server.port),
         "PG_USERNAME": database.server.user, "PG_DB_NAME": database.name}.items()}
-    environ |= {"CCX_NOTIFICATION_WRITER__BROKER__ADDRESSES": bootstrap, "CCX_NOTIFICATION_WRITER__BROKER__TOPIC": topic,
+    environ |= {"CCX_NOTIFICATION_WRITER__BROKER__ADDRESSES": bootstrap,
+                "CCX_NOTIFICATION_WRITER__BROKER__TOPIC": topic,
                 "CCX_NOTIFICATION_WRITER__BROKER__GROUP": f"worker-test-{uuid.uuid4().hex[:8]}"}
     environ |= {f"CCX_NOTIFICATION_WRITER__{k.upper()}": str(v) for k, v in settings.items()}
     slots = [0.0] * WIDTH

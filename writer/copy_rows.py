@@ -9,7 +9,7 @@ timestamps.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from writer.message import Row
 

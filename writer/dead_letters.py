@@ -52,15 +52,19 @@ class DeadLetters:
             self._failures.append(str(error))
 
     def send(self, message, rejection: Rejection) -> None:
-        headers = dead_letter_headers(message.headers(), rejection, message.topic(), message.partition(), message.offset())
+        headers = dead_letter_headers(
+            message.headers(), rejection, message.topic(), message.partition(), message.offset()
+        )
         self._pending += 1
         self._produce(message.value(), message.key(), headers)
 
     def _produce(self, value, key, headers) -> None:
         while True:
             try:
-                self._producer.produce(self.topic, value=value, key=key, headers=headers,
-                                       on_delivery=lambda error, message, sent=headers: self._delivered(error, message, sent))
+                self._producer.produce(
+                    self.topic, value=value, key=key, headers=headers,
+                    on_delivery=lambda error, message, sent=headers: self._delivered(error, message, sent),
+                )
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry
                 self._producer.poll(0.1)

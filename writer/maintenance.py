@@ -7,7 +7,8 @@ greater than zero (an age of zero or less would select every row).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -84,7 +85,7 @@ def print_older_than(connection, table: str, max_age: str, report: Callable[[str
     rows = rows_older_than(connection, table, max_age)
     columns = AGED_TABLES[table].columns
     for row in rows:
-        report("  ".join(f"{name}={value}" for name, value in zip(columns, row)))
+        report("  ".join(f"{name}={value}" for name, value in zip(columns, row, strict=True)))
     report(f"{table}: {len(rows)} rows older than {max_age}")
     return len(rows)
 

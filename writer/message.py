@@ -315,4 +315,5 @@ def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool
     except (_ParseExactly, MemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - the contract is "never raises" (but see the docstring)
-        return Rejection(INVALID_JSON, f"unexpected input: {type(error).__name__}: {error}", org_id, cluster, request_id)
+        detail = f"unexpected input: {type(error).__name__}: {error}"
+        return Rejection(INVALID_JSON, detail, org_id, cluster, request_id)

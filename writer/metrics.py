@@ -59,13 +59,16 @@ class Metrics:
             n("duplicates_skipped"), "Messages whose primary key was already stored (replays)", registry=None
         )
         self.rejected = Counter(n("messages_rejected"), "Messages rejected, by reason", ["reason"], registry=None)
-        self.dead_letters = Counter(n("dead_letters"), "Rejected messages delivered to the dead-letter topic", registry=None)
+        self.dead_letters = Counter(
+            n("dead_letters"), "Rejected messages delivered to the dead-letter topic", registry=None
+        )
         self.unexpected_version = Counter(
             n("unexpected_schema_version"), "Messages with a Version other than the current one (stored)", registry=None
         )
         self.db_retries = Counter(n("database_retries"), "Retries after transient database errors", registry=None)
         self.commit_failures = Counter(
-            n("offset_commit_failures"), "Offset commits refused (e.g. during a rebalance), retried later", registry=None
+            n("offset_commit_failures"), "Offset commits refused (e.g. during a rebalance), retried later",
+            registry=None,
         )
         self.consumer_lag = Gauge(
             n("consumer_lag_messages"), "Messages behind the high watermark, per partition",

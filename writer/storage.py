@@ -252,9 +252,8 @@ class BatchWriter:
         if self._log_sql:
             log.info("sql: %s (%d bytes)", statement.as_string(connection), len(data))
         self._watch(connection)
-        with connection.cursor() as cursor:
-            with cursor.copy(statement) as copy:
-                copy.write(data)
+        with connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.write(data)
 
 
 def _values(row: Row) -> tuple:
@@ -263,5 +262,5 @@ def _values(row: Row) -> tuple:
 
 def _synthetic_canary() -> Row:
     """A row any sane new_reports accepts; used only when this writer has stored nothing yet."""
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     return Row(1, 1, CANARY_CLUSTER, b'{"reports":[]}', now, 0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 from confluent_kafka import Producer
@@ -32,9 +32,8 @@ CLOSE_FLUSH_S = 2.0
 
 
 def status_message(service: str, request_id: str, status: str, when: datetime.datetime) -> bytes:
-    return orjson.dumps(
-        {"service": service, "request_id": request_id, "status": status, "date": when.isoformat(timespec="microseconds")}
-    )
+    date = when.isoformat(timespec="microseconds")
+    return orjson.dumps({"service": service, "request_id": request_id, "status": status, "date": date})
 
 
 def tracker_producer_options(base: dict, auto_create_topic: bool = True) -> dict:
@@ -73,7 +72,7 @@ class PayloadTracker:
 
     def send(self, request_id: str, statuses: tuple[str, ...]) -> None:
         """Queue the statuses; never waits (a full queue drops them)."""
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         for status in statuses:
             value = status_message(self._service, request_id, status, now)
             try:

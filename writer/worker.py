@@ -51,7 +51,13 @@ from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.kafka_options import consumer_options, producer_options
 from writer.logs import LIBRDKAFKA_LOGGER
 from writer.message import (
-    CURRENT_SCHEMA_VERSION, FUTURE_TIMESTAMP, INVALID_TIMESTAMP, REFUSED_BY_DATABASE, Rejection, Row, parse_message,
+    CURRENT_SCHEMA_VERSION,
+    FUTURE_TIMESTAMP,
+    INVALID_TIMESTAMP,
+    REFUSED_BY_DATABASE,
+    Rejection,
+    Row,
+    parse_message,
 )
 from writer.metrics import NO_LONGER_OWNED, Metrics
 from writer.status import WorkerStatus, peak_rss_kib
@@ -228,7 +234,7 @@ class Worker:
     def handle_batch(self, messages: list) -> None:
         """Parse, store, dead-letter, commit, track: see the module docstring."""
         started = time.perf_counter()
-        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         rows: list[Row] = []
         source = {}
         rejections: list[tuple[object, Rejection]] = []
@@ -242,7 +248,8 @@ class Worker:
                 if error.fatal() or error.code() == KafkaError._FATAL:
                     raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consumer error: %s", error.str(), extra={"topic": message.topic(), "partition": message.partition()})
+                    log.warning("consumer error: %s", error.str(),
+                                extra={"topic": message.topic(), "partition": message.partition()})
                     self.metrics.original["consuming_errors"].inc()
                 elif self.replay is not None:
                     self.replay.reached_end(message, next_offsets)
