@@ -17,7 +17,7 @@ COLUMNS = ("org_id", "account_number", "cluster", "report", "updated_at", "kafka
 
 
 def encode_rows(rows: Iterable[Row]) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     append = parts.append
     for row in rows:
         append(
@@ -52,7 +52,8 @@ def split_repeats(repeats: list[Row], refused: list[tuple[Row, str]]) -> tuple[l
     """Repeats of keys whose written row the database refused (to be tried next), and the others
     (duplicates of a stored row); order kept."""
     refused_keys = {row.key for row, _ in refused}
-    retry, duplicates = [], []
+    retry: list[Row] = []
+    duplicates: list[Row] = []
     for row in repeats:
         (retry if row.key in refused_keys else duplicates).append(row)
     return retry, duplicates

@@ -7,6 +7,8 @@ the worker commits the source offsets only after a successful flush.
 
 from __future__ import annotations
 
+import functools
+
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from writer.message import Rejection
@@ -63,7 +65,7 @@ class DeadLetters:
             try:
                 self._producer.produce(
                     self.topic, value=value, key=key, headers=headers,
-                    on_delivery=lambda error, message, sent=headers: self._delivered(error, message, sent),
+                    on_delivery=functools.partial(self._delivered, headers=headers),
                 )
                 return
             except BufferError:  # local queue full: let deliveries drain, then retry

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import psycopg
 from psycopg import sql
 
+from writer.catalog import table_exists
 from writer.schema import DATA_TABLES_IN_DELETE_ORDER, TABLES_IN_DROP_ORDER
 
 
@@ -36,12 +37,9 @@ class NonPositiveMaxAge(ValueError):
 
 def check_max_age(connection: psycopg.Connection, max_age: str) -> None:
     # PostgreSQL parses the interval (and compares months as 30 days), so '1 month -40 days' is caught too.
-    if connection.execute("SELECT %s::interval <= interval '0'", (max_age,)).fetchone()[0]:
+    [(non_positive,)] = connection.execute("SELECT %s::interval <= interval '0'", (max_age,)).fetchall()
+    if non_positive:
         raise NonPositiveMaxAge(f"--max-age {max_age!r} must be greater than zero (it would select every row)")
-
-
-def _existing(connection: psycopg.Connection, table: str) -> bool:
-    return connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]
 
 
 def cleanup_all(connection: psycopg.Connection, report: Callable[[str], None] = print) -> dict[str, int]:
@@ -49,7 +47,7 @@ def cleanup_all(connection: psycopg.Connection, report: Callable[[str], None] = 
     deleted = {}
     with connection.transaction():
         for table in DATA_TABLES_IN_DELETE_ORDER:
-            if not _existing(connection, table):
+            if not table_exists(connection, table):
                 continue
             cursor = connection.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
             deleted[table] = cursor.rowcount
@@ -62,7 +60,7 @@ def drop_all(connection: psycopg.Connection, report: Callable[[str], None] = pri
     dropped = []
     with connection.transaction():
         for table in TABLES_IN_DROP_ORDER:
-            if _existing(connection, table):
+            if table_exists(connection, table):
                 connection.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
                 dropped.append(table)
     for table in dropped:

@@ -29,7 +29,9 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import orjson
 
@@ -139,7 +141,7 @@ def _has_wide_integer(value: bytes) -> bool:
 
 
 @contextlib.contextmanager
-def _deep_recursion():
+def _deep_recursion() -> Iterator[None]:
     previous = sys.getrecursionlimit()
     sys.setrecursionlimit(max(previous, _EXACT_RECURSION_LIMIT))
     try:
@@ -148,7 +150,7 @@ def _deep_recursion():
         sys.setrecursionlimit(previous)
 
 
-def _load_json(value: bytes, exact: bool):
+def _load_json(value: bytes, exact: bool) -> Any:
     if not exact:
         try:
             return orjson.loads(value)
@@ -167,7 +169,7 @@ def _load_json(value: bytes, exact: bool):
         raise _Reject(INVALID_JSON, f"not valid JSON: {str(error).splitlines()[0][:200]}") from None
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -178,7 +180,7 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def _dump_json(report: dict) -> bytes:
+def _dump_json(report: dict[str, Any]) -> bytes:
     try:
         return orjson.dumps(report)
     except orjson.JSONEncodeError:
@@ -191,7 +193,7 @@ def _dump_json(report: dict) -> bytes:
         raise _Reject(INVALID_JSON, f"Report cannot be written as JSON: {error}") from None
 
 
-def _integer(message: dict, field: str, wide: _WideIntegers | None) -> int:
+def _integer(message: dict[str, Any], field: str, wide: _WideIntegers | None) -> int:
     if field not in message:
         raise _Reject(MISSING_FIELD, f"{field} is missing")
     value = message[field]
@@ -223,7 +225,7 @@ def parse_timestamp(text: str) -> datetime.datetime:
     return stamp + datetime.timedelta(microseconds=micro) - offset
 
 
-def shrink_report(report: dict) -> dict:
+def shrink_report(report: dict[str, Any]) -> dict[str, Any]:
     """The report without the keys the notification service never reads."""
     return {key: value for key, value in report.items() if key not in STRIPPED_REPORT_KEYS}
 
@@ -257,11 +259,11 @@ class _WideIntegers:
 
 
 def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool) -> Row | Rejection:
-    wide = None if exact else _WideIntegers(value)  # exact: numbers are what was sent
     org_id = cluster = request_id = None
     try:
         if not value:
             raise _Reject(EMPTY_MESSAGE, "message has no value")
+        wide = None if exact else _WideIntegers(value)  # exact: numbers are what was sent
         message = _load_json(value, exact)
         if not isinstance(message, dict):
             raise _Reject(NOT_AN_OBJECT, f"message is a JSON {type(message).__name__}, not an object")

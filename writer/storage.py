@@ -244,7 +244,7 @@ class BatchWriter:
             except errors.UniqueViolation:
                 self._staging_batches_left = STAGING_STREAK
         self._copy(connection, _COPY_STAGING, data)
-        inserted, inserted_bytes = connection.execute(_MERGE_STAGING).fetchone()
+        [(inserted, inserted_bytes)] = connection.execute(_MERGE_STAGING).fetchall()  # an aggregate: one row
         connection.execute(_CLEAR_STAGING)
         return inserted, int(inserted_bytes)
 
@@ -256,7 +256,7 @@ class BatchWriter:
             copy.write(data)
 
 
-def _values(row: Row) -> tuple:
+def _values(row: Row) -> tuple[int, int, str, str, datetime.datetime, int]:
     return (row.org_id, row.account_number, row.cluster, row.report.decode(), row.updated_at, row.kafka_offset)
 
 

@@ -38,6 +38,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from typing import cast
 
 import orjson
 import tenacity
@@ -127,13 +128,12 @@ class Worker:
             self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"],
                                       config["storage"]["write_timeout_s"])
         retry_limit = config["storage"]["retry_max_seconds"]
+        give_up = tenacity.stop_after_delay(retry_limit) if retry_limit else tenacity.stop_never
         self.write_retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDatabaseError),
             wait=tenacity.wait_exponential_jitter(initial=0.25, max=10, jitter=0.5),
-            stop=tenacity.stop_any(
-                tenacity.stop_after_delay(retry_limit) if retry_limit else tenacity.stop_never,
-                lambda state: self.stopping,  # the batch is consumed again after the restart
-            ),
+            # Also when stopping: the batch is consumed again after the restart.
+            stop=lambda state: give_up(state) or self.stopping,
             sleep=self._sleep_keeping_membership,
             before_sleep=self._log_retry,
             reraise=True,
@@ -267,7 +267,7 @@ class Worker:
                 if debug:
                     log.debug("message parsed", extra=_where(message, result.org_id, result.cluster))
             else:
-                rejections.append((message, result))
+                rejections.append((message, cast(Rejection, result)))
         if not consumed:
             if next_offsets:  # only skipped messages or ends of partitions in a replay: they are done with
                 self._commit(next_offsets)
@@ -369,9 +369,12 @@ class Worker:
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         self.metrics.db_retries.inc()
+        # before_sleep: tenacity has set both the failed outcome and the next action.
+        error = state.outcome.exception() if state.outcome is not None else None
+        retry_in = round(state.next_action.sleep, 2) if state.next_action is not None else None
         log.warning(
-            "database unavailable, retrying the batch: %s", state.outcome.exception(),
-            extra={"attempt": state.attempt_number, "retry_in_s": round(state.next_action.sleep, 2)},
+            "database unavailable, retrying the batch: %s", error,
+            extra={"attempt": state.attempt_number, "retry_in_s": retry_in},
         )
 
     def _commit(self, next_offsets: dict[tuple[str, int], int], retry: bool = False) -> None:
@@ -414,7 +417,7 @@ class Worker:
         original["check_last_checked_timestamp"].inc(len(rows))
         if rejections:
             original["consuming_errors"].inc(len(rejections))
-            by_reason = defaultdict(int)
+            by_reason: defaultdict[str, int] = defaultdict(int)
             for _, rejection in rejections:
                 by_reason[rejection.reason] += 1
             for reason, count in by_reason.items():
@@ -437,14 +440,17 @@ class Worker:
             )
 
     def _track(self, rows: list[Row], written: WriteResult, rejections) -> None:
+        tracker = self.tracker
+        if tracker is None:  # no tracker topic configured
+            return
         refused = {id(row) for row, _ in written.refused}
         for row in rows:
             if row.request_id is not None and id(row) not in refused:
-                self.tracker.send(row.request_id, (RECEIVED, PROCESSED, SUCCESS))
+                tracker.send(row.request_id, (RECEIVED, PROCESSED, SUCCESS))
         for _, rejection in rejections:
             if rejection.request_id is not None:  # SPEC 7: received, processed, then success or error
-                self.tracker.send(rejection.request_id, (RECEIVED, PROCESSED, ERROR))
-        self.tracker.serve()  # delivery reports only: statuses never hold up the batch path
+                tracker.send(rejection.request_id, (RECEIVED, PROCESSED, ERROR))
+        tracker.serve()  # delivery reports only: statuses never hold up the batch path
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
