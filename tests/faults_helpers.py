@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from conftest import console_script
 from writer.kafka_mock import produce
+from writer.produce import produce_when_room
 from writer.sample_messages import BASE_TIME, cluster_id, encoded
 
 PARTITIONS = 4
@@ -100,14 +101,9 @@ def produce_raw(bootstrap: str, topic: str, records: list[dict]) -> list[tuple[i
         return callback
 
     for index, record in enumerate(records):
-        while True:
-            try:
-                producer.produce(topic, value=record.get("value"), key=record.get("key"),
-                                 headers=record.get("headers"), partition=record.get("partition", index % PARTITIONS),
-                                 on_delivery=delivered(index))
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_when_room(producer, topic, value=record.get("value"), key=record.get("key"),
+                          headers=record.get("headers"), partition=record.get("partition", index % PARTITIONS),
+                          on_delivery=delivered(index))
     remaining = producer.flush(60)
     assert not remaining and not failures, (remaining, failures[:3])
     return positions

@@ -9,9 +9,6 @@ from __future__ import annotations
 import contextlib
 import time
 
-# Kept importable from here for writer/worker.py until it imports writer.memory itself.
-from writer.memory import peak_rss_kib as peak_rss_kib
-
 FIELDS = ("pid", "last_poll", "broker_up", "assigned", "database_ok", "kafka_wait_since", "database_wait_since")
 WIDTH = len(FIELDS)
 PID, LAST_POLL, BROKER_UP, ASSIGNED, DATABASE_OK, KAFKA_WAIT_SINCE, DATABASE_WAIT_SINCE = range(WIDTH)

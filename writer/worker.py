@@ -51,6 +51,7 @@ from writer.database import conninfo
 from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.kafka_options import consumer_options, producer_options
 from writer.logs import LIBRDKAFKA_LOGGER
+from writer.memory import peak_rss_kib
 from writer.message import (
     CURRENT_SCHEMA_VERSION,
     FUTURE_TIMESTAMP,
@@ -61,7 +62,7 @@ from writer.message import (
     parse_message,
 )
 from writer.metrics import NO_LONGER_OWNED, Metrics
-from writer.status import WorkerStatus, peak_rss_kib
+from writer.status import WorkerStatus
 from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteResult, WriteTimedOut
 from writer.tracker import ERROR, PROCESSED, RECEIVED, SUCCESS, PayloadTracker, tracker_producer_options
 
