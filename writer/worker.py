@@ -456,20 +456,30 @@ class Worker:
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
     def _on_assign(self, consumer, partitions) -> None:
-        if self.replay is not None and self.replay.plan.assign_explicitly:
-            consumer.incremental_assign(self.replay.starting_offsets(partitions))  # the window's start
-        self.assigned.update((p.topic, p.partition) for p in partitions)
-        self.status.assigned(len(self.assigned))
-        self.status.broker_up(True)
+        explicit = self.replay is not None and self.replay.plan.assign_explicitly
         # librdkafka keeps the application's pause flag of a partition across unassign and assign: set
         # it deliberately, or a partition revoked while paused would never be fetched again. A pause
         # before the assignment does not hold, so during a retry assign here (the client then does not).
+        # One assign call at most: assigning a partition twice is refused (_CONFLICT).
+        if explicit or self.retrying_write:
+            start = self.replay.starting_offsets(partitions) if explicit else partitions  # the window's start
+            if self._eager_rebalancing(consumer):
+                consumer.assign(start)  # incremental_assign is refused under an eager strategy (_STATE)
+            else:
+                consumer.incremental_assign(start)
+        self.assigned.update((p.topic, p.partition) for p in partitions)
+        self.status.assigned(len(self.assigned))
+        self.status.broker_up(True)
         if self.retrying_write:
-            consumer.incremental_assign(partitions)
             consumer.pause(partitions)
         else:
             consumer.resume(partitions)
         log.info("partitions assigned: %s", _describe(partitions))
+
+    def _eager_rebalancing(self, consumer) -> bool:
+        """range and roundrobin revoke everything at each rebalance and take assign(); cooperative-sticky
+        takes incremental_assign(). (This client version has no rebalance_protocol(): the configuration says.)"""
+        return not self.config["broker"]["partition_assignment_strategy"].startswith("cooperative")
 
     def _on_revoke(self, consumer, partitions) -> None:
         # Between batches nothing is held: every batch is committed before the

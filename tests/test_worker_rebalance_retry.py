@@ -1,0 +1,70 @@
+"""Rebalances that arrive while a database retry holds the batch (issue 9, review items 1, 2, 7): the
+eager strategies (range, roundrobin) need assign(), a replay joining a group assigns once from its own
+starting offsets, and splitting a timed-out batch keeps polling under one give-up deadline. One Worker in
+this process against the Kafka mock and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from confluent_kafka import TopicPartition
+from test_worker_reliability import fetched, rebalance_assign, worker_factory  # noqa: F401 - fixtures
+
+from test_storage import migrated_database, migrated_template  # noqa: F401 - fixtures
+from writer.kafka_mock import produce
+from writer.replay_worker import ReplayScope
+from writer.sample_messages import encoded
+
+
+def _join(worker, topic: str, seconds: float = 20) -> tuple[list, int]:
+    """Subscribe with the worker's callbacks and poll until the group assigned something; returns the
+    assignment and how many messages those polls fetched."""
+    worker.consumer.subscribe([topic], on_assign=worker._on_assign, on_revoke=worker._on_revoke,
+                              on_lost=worker._on_revoke)
+    deadline, polled = time.monotonic() + seconds, 0
+    while not worker.assigned and time.monotonic() < deadline:
+        message = worker.consumer.poll(0.2)  # a callback's exception is raised here
+        polled += message is not None and message.error() is None
+    return worker.consumer.assignment(), polled
+
+
+def test_an_eager_assignment_during_a_retry_is_taken_and_paused(worker_factory, kafka_bootstrap, topic):
+    produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
+    worker, _ = worker_factory(broker__partition_assignment_strategy="range")
+    worker.retrying_write = True  # the rebalance comes while the batch is being retried
+    assignment, polled = _join(worker, topic)
+    assert polled == 0
+    assert {(tp.topic, tp.partition) for tp in assignment} == worker.assigned != set()
+    assert fetched(worker.consumer, 1.5) == 0  # paused: the retry holds the batch
+    worker.retrying_write = False
+    worker.consumer.resume(worker.consumer.assignment())
+    assert fetched(worker.consumer, 3) == 20
+
+
+def _replay_scope(topic: str, start: int) -> ReplayScope:
+    plan = SimpleNamespace(topic=topic, ends={0: 20}, positions=[start], finished=[0], assign_explicitly=True,
+                           private_group=None, self_assigned=False, dry_run=False)
+    return ReplayScope(plan, 0, 1, "")  # type: ignore[arg-type]
+
+
+def test_a_replay_member_assigned_during_a_retry_assigns_once_from_its_start(worker_factory, kafka_bootstrap,
+                                                                              topic):
+    produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
+    worker, _ = worker_factory()
+    worker.replay = _replay_scope(topic, 15)  # --since: the window starts at offset 15
+    worker.retrying_write = True
+    rebalance_assign(worker, [TopicPartition(topic, 0)])
+    assert fetched(worker.consumer, 1.5) == 0
+    worker.retrying_write = False
+    worker.consumer.resume(worker.consumer.assignment())
+    assert fetched(worker.consumer, 3) == 5  # offsets 15..19 only
+
+
+def test_an_eager_replay_member_assigns_from_its_start(worker_factory, kafka_bootstrap, topic):
+    produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
+    worker, _ = worker_factory(broker__partition_assignment_strategy="roundrobin")
+    worker.replay = _replay_scope(topic, 12)
+    assignment, polled = _join(worker, topic)
+    assert assignment
+    assert polled + fetched(worker.consumer, 3) == 8  # offsets 12..19 only
