@@ -14,7 +14,8 @@ What a batch write guarantees (``BatchWriter.write``):
   caller retries the same batch;
 - any other failure raises ``FatalDatabaseError``: the caller must stop
   without committing offsets, since retrying or rejecting would be wrong;
-- a batch whose rows are ALL refused, whatever its size, is told apart from
+- a batch whose new rows are ALL refused (none stored; some may be
+  duplicates), whatever its size, is told apart from
   bad data by a canary: a row the database accepted before (the last one
   this writer stored, under the nil cluster id; a fixed synthetic row when
   there is none yet) is inserted under a savepoint that is always rolled back. If the database
@@ -170,7 +171,8 @@ class BatchWriter:
             try:
                 with connection.transaction():
                     self._write_isolating(connection, rows, result)
-                    if len(result.refused) == len(rows):
+                    # Nothing new accepted: duplicates are skipped before AFTER triggers run, so they prove nothing.
+                    if result.refused and not result.stored:
                         self._stop_if_canary_refused(connection, result)
             finally:
                 self.watchdog.disarm()
@@ -210,7 +212,7 @@ class BatchWriter:
             # Refusing rows it accepted before: the database, not the data, is wrong. Rejecting the
             # batch would drop the stream, so stop without committing.
             raise FatalDatabaseError(
-                f"the database refused all {len(result.refused)} rows of a batch and a row it accepted before "
+                f"the database refused all {len(result.refused)} new rows of a batch and a row it accepted before "
                 f"({safe_error_text(error)}); stopping instead of rejecting them all"
             ) from None
 
