@@ -5,14 +5,15 @@ this process against the Kafka mock and a real PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
 from confluent_kafka import TopicPartition
-from test_worker_reliability import fetched, rebalance_assign, worker_factory  # noqa: F401 - fixtures
+from test_worker_reliability import fetched, make_worker, rebalance_assign, worker_factory  # noqa: F401 - fixtures
 
 from test_storage import migrated_database, migrated_template  # noqa: F401 - fixtures
-from writer.kafka_mock import produce
+from writer.kafka_mock import MockKafka, produce
 from writer.replay_worker import ReplayScope
 from writer.sample_messages import encoded
 
@@ -68,3 +69,29 @@ def test_an_eager_replay_member_assigns_from_its_start(worker_factory, kafka_boo
     assignment, polled = _join(worker, topic)
     assert assignment
     assert polled + fetched(worker.consumer, 3) == 8  # offsets 12..19 only
+
+
+# --- item 4: an offset commit to a broker that stopped answering ends --------------------------------------------
+
+
+def test_a_commit_to_a_stopped_broker_counts_as_failed_and_is_kept(migrated_database, topic):
+    with MockKafka() as kafka:
+        produce(kafka.bootstrap_servers, topic, [encoded(n) for n in range(5)], partition=0)
+        worker, _ = make_worker(migrated_database, kafka.bootstrap_servers, topic)
+        try:
+            _, polled = _join(worker, topic)
+            assert polled + fetched(worker.consumer, 2) == 5
+            worker._commit({(topic, 0): 5})  # the broker answers: committed
+            assert worker.uncommitted == {}
+            kafka.pause()  # SIGSTOP: connections stay open, nothing answers
+            failures = worker.metrics.commit_failures._value.get()
+            committing = threading.Thread(target=worker._commit, args=({(topic, 0): 6},), daemon=True)
+            committing.start()
+            committing.join(40)  # a synchronous commit waits for minutes here
+            assert not committing.is_alive(), "the commit waited for the stopped broker"
+            assert worker.uncommitted == {(topic, 0): 6}  # retried later
+            assert worker.metrics.commit_failures._value.get() == failures + 1
+        finally:
+            kafka.resume()
+            worker.consumer.close()
+            worker.writer.close()

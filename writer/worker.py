@@ -72,6 +72,9 @@ log = logging.getLogger("writer.worker")
 _REJECTED_AFTER_PARSE = {INVALID_TIMESTAMP, FUTURE_TIMESTAMP}
 # While offset commits keep failing between batches, at most one warning per this many seconds.
 _COMMIT_WARNING_INTERVAL_S = 30.0
+# How long an offset commit's answer is waited for (after SIGTERM: at most until the stop deadline).
+# Unanswered, the commit counts as failed and is retried: the rows are stored, a re-read only finds duplicates.
+COMMIT_WAIT_S = 10.0
 
 
 class Worker:
@@ -92,12 +95,16 @@ class Worker:
         self.parent_pid = os.getppid()  # the supervisor; when it is gone, this worker stops
         self.uncommitted: dict[tuple[str, int], int] = {}  # offsets of stored batches whose commit failed
         self.last_commit_warning = -_COMMIT_WARNING_INTERVAL_S
+        # Commits are asynchronous (a synchronous one has no bound); their answers come in order.
+        self.commits_sent = 0
+        self.commits_answered = 0
+        self.commit_answer: KafkaError | None = None  # of the commit waited for (commits_sent)
 
         self.replay = replay  # a replay_worker.ReplayScope in replay mode
         if replay is not None and replay.plan.private_group:
             group_id = replay.plan.private_group  # self-assigned: never the live group, even by mistake
         options = consumer_options(config, group_id)
-        options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats,
+        options.update({"error_cb": self._on_kafka_error, "stats_cb": self._on_stats, "on_commit": self._on_commit,
                         "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
         if replay is not None:
             options["enable.partition.eof"] = True  # a replay's partition may end on offsets no message fills
@@ -218,7 +225,7 @@ class Worker:
             deadline = time.monotonic() + self._time_left(5)
             while self.uncommitted and time.monotonic() < deadline:
                 self.consumer.poll(0.2)  # a message polled here is not committed: it is consumed again later
-                self._commit({}, retry=True)
+                self._commit({}, retry=True, until=deadline)
             self.consumer.close()  # leaves the group, so its partitions move at once
         except Exception as error:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", error)
@@ -378,7 +385,8 @@ class Worker:
             extra={"attempt": state.attempt_number, "retry_in_s": retry_in},
         )
 
-    def _commit(self, next_offsets: dict[tuple[str, int], int], retry: bool = False) -> None:
+    def _commit(self, next_offsets: dict[tuple[str, int], int], retry: bool = False,
+                until: float = float("inf")) -> None:
         # Offsets whose commit failed (e.g. "rebalance in progress") are committed with the next batch, or
         # on their own while no message comes: else the end of a stream would stay uncommitted for ever.
         merged = dict(self.uncommitted)
@@ -390,22 +398,59 @@ class Worker:
             return
         try:
             with self.status.waiting_for_kafka():
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+                failure = self._commit_waiting(offsets, min(until, time.monotonic() + self._time_left(COMMIT_WAIT_S)))
         except KafkaException as error:
-            if error.args[0].fatal():  # the consumer is unusable: retrying would run on with a dead consumer
-                raise
+            failure = error.args[0].str()
+        if failure is not None:
             # The rows are stored; whoever consumes these messages again skips them as duplicates.
             self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
             self.metrics.commit_failures.inc()
             now = time.monotonic()
             if not retry or now - self.last_commit_warning >= _COMMIT_WARNING_INTERVAL_S:
                 self.last_commit_warning = now
-                log.warning("offset commit failed (%s); retrying with the next batch or poll%s", error.args[0].str(),
+                log.warning("offset commit failed (%s); retrying with the next batch or poll%s", failure,
                             " (while idle)" if retry else "")
             return
         if retry:
             log.info("offset commit retried successfully: %s", _describe(offsets))
         self.metrics.last_commit.set(time.time())
+
+    def _commit_waiting(self, offsets: list[TopicPartition], deadline: float) -> str | None:
+        """Commit ``offsets`` and poll until the answer or ``deadline``; returns why it failed, None if not.
+
+        Messages polled meanwhile are handled in the next batch (``carry_over``); once it holds a batch,
+        fetching pauses until the answer."""
+        self.consumer.commit(offsets=offsets, asynchronous=True)
+        self.commits_sent += 1
+        self.commit_answer = None
+        paused = False
+        try:
+            while self.commits_answered < self.commits_sent:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return f"no answer within {COMMIT_WAIT_S:g} s" if not self.stopping else "no answer before stopping"
+                message = self.consumer.poll(min(remaining, 0.2))
+                if message is not None:
+                    self.carry_over.append(message)
+                    if not paused and len(self.carry_over) >= self.batch_size:
+                        paused = True
+                        self.consumer.pause(self.consumer.assignment())
+        finally:
+            if paused:
+                assignment = self.consumer.assignment()
+                self.consumer.resume(self.replay.unfinished(assignment) if self.replay is not None else assignment)
+        error = self.commit_answer
+        if error is None:
+            return None
+        if error.fatal():  # the consumer is unusable: retrying would run on with a dead consumer
+            raise KafkaException(error)
+        return error.str()
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        self.commits_answered += 1
+        if self.commits_answered == self.commits_sent:  # a late answer to a commit given up on changes nothing
+            failed = next((tp.error for tp in partitions or [] if tp.error is not None), None)
+            self.commit_answer = error or failed
 
     def _count(self, consumed: int, rows: list[Row], written: WriteResult, repeated: list[Row], rejections) -> None:
         original = self.metrics.original
