@@ -4,11 +4,21 @@ timeout, a canary whose key is taken. Real PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 from test_storage_faults import REFUSE_EVERYTHING
 
 from test_storage import count, make_rows, migrated_database, migrated_template, writer, writer_conninfo  # noqa: F401
-from writer.storage import FatalDatabaseError
+from writer.dry_run import DryRunWriter
+from writer.storage import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    BatchWriter,
+    FatalDatabaseError,
+    WriteTimedOut,
+    session_conninfo,
+)
 
 
 def test_a_batch_with_a_duplicate_and_every_new_row_refused_is_fatal(migrated_database, writer):
@@ -20,3 +30,60 @@ def test_a_batch_with_a_duplicate_and_every_new_row_refused_is_fatal(migrated_da
     with pytest.raises(FatalDatabaseError, match="refused all"):
         writer.write(stored + make_rows([1, 2]))
     assert count(migrated_database) == 1
+
+
+# --- item 5: the timeouts bind from the connection's first statement; connect is bounded -------------------------
+
+
+def test_a_new_connection_waiting_behind_a_lock_times_out(migrated_database, writer_conninfo):
+    writer = BatchWriter(writer_conninfo, write_timeout=1)
+    outcome: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            writer.write(make_rows([1]))
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    with migrated_database.connect() as holder:
+        holder.execute("BEGIN; LOCK TABLE new_reports IN ACCESS EXCLUSIVE MODE")
+        writing = threading.Thread(target=write, daemon=True)
+        writing.start()
+        writing.join(30)  # without the timeouts the writer's first statement waits for the lock for ever
+        stuck = writing.is_alive()
+        holder.execute("ROLLBACK")
+    writing.join(30)
+    writer.close()
+    assert not stuck, "the writer's first statement waited for the lock without a bound"
+    assert len(outcome) == 1 and isinstance(outcome[0], WriteTimedOut), outcome
+    assert count(migrated_database) == 0
+
+
+@pytest.mark.parametrize("make", [lambda c: BatchWriter(c, write_timeout=2), lambda c: DryRunWriter(c, "", 2)],
+                         ids=["batch", "dry-run"])
+def test_options_given_in_pg_params_are_kept_with_the_timeouts(writer_conninfo, make):
+    writer = make(f"{writer_conninfo} options='-c work_mem=1234kB'")
+    try:
+        connection = writer._connect()
+        shown = {name: connection.execute(f"SHOW {name}").fetchone()[0]
+                 for name in ("work_mem", "statement_timeout", "idle_in_transaction_session_timeout")}
+        connection.rollback()
+    finally:
+        writer.close()
+    assert shown == {"work_mem": "1234kB", "statement_timeout": "2s", "idle_in_transaction_session_timeout": "4s"}
+
+
+def test_the_dry_run_session_stays_read_only(writer_conninfo):
+    writer = DryRunWriter(writer_conninfo, "", 2)
+    try:
+        [(read_only,)] = writer._connect().execute("SHOW default_transaction_read_only").fetchall()
+    finally:
+        writer.close()
+    assert read_only == "on"
+
+
+@pytest.mark.parametrize(("given", "expected"), [("0", str(DEFAULT_CONNECT_TIMEOUT_S)), ("7", "7"),
+                                                 (None, str(DEFAULT_CONNECT_TIMEOUT_S))])
+def test_connecting_is_always_bounded(given, expected):
+    conninfo = "host=db dbname=x" + (f" connect_timeout={given}" if given is not None else "")
+    assert conninfo_to_dict(session_conninfo(conninfo, {}))["connect_timeout"] == expected

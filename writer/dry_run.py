@@ -32,7 +32,14 @@ from prometheus_client import Counter
 
 from writer.database import safe_error_text
 from writer.message import Row
-from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteResult, is_transient
+from writer.storage import (
+    BatchWriter,
+    FatalDatabaseError,
+    TransientDatabaseError,
+    WriteResult,
+    WriteTimedOut,
+    is_transient,
+)
 
 # One query per batch: which of these primary keys are stored already.
 _STORED_KEYS = (
@@ -48,32 +55,41 @@ def already_stored_counter(namespace: str) -> Counter:
 
 
 class DryRunWriter(BatchWriter):
-    def __init__(self, conninfo: str, namespace: str = "") -> None:
-        super().__init__(conninfo)
+    def __init__(self, conninfo: str, namespace: str = "", write_timeout: float = 0) -> None:
+        super().__init__(conninfo, write_timeout=write_timeout)
         self.already_stored = already_stored_counter(namespace)
         self._would_store: set[tuple[int, str, datetime.datetime]] = set()
 
+    def _session_settings(self, write_timeout: float) -> dict[str, str]:
+        return {**super()._session_settings(write_timeout), "default_transaction_read_only": "on"}
+
     def _open(self) -> psycopg.Connection:
-        return psycopg.connect(self._conninfo, autocommit=True, options="-c default_transaction_read_only=on")
+        return psycopg.connect(self._conninfo, autocommit=True)  # no staging table: nothing is written
 
     def write(self, rows: list[Row]) -> WriteResult:
         """Count ``rows`` (unique primary keys within the batch); writes nothing. See the module docstring."""
         result = WriteResult()
         if not rows:
             return result
+        self.watchdog.reset()
         try:
-            in_table = {
-                (org_id, cluster.rstrip(), updated_at)
-                for org_id, cluster, updated_at in self._connect().execute(
-                    _STORED_KEYS,
-                    ([r.org_id for r in rows], [r.cluster for r in rows], [r.updated_at for r in rows]),
-                )
-            }
+            connection = self._connect()
+            self._watch(connection)
+            try:
+                in_table = {
+                    (org_id, cluster.rstrip(), updated_at)
+                    for org_id, cluster, updated_at in connection.execute(
+                        _STORED_KEYS,
+                        ([r.org_id for r in rows], [r.cluster for r in rows], [r.updated_at for r in rows]),
+                    )
+                }
+            finally:
+                self.watchdog.disarm()
         except psycopg.Error as error:
-            if self._connection is not None and self._connection.broken:
+            timed_out = self.watchdog.fired or isinstance(error, psycopg.errors.QueryCanceled)
+            if timed_out or is_transient(error) or (self._connection is not None and self._connection.broken):
                 self.close()
-            if is_transient(error):
-                raise TransientDatabaseError(safe_error_text(error)) from error
+                raise (WriteTimedOut if timed_out else TransientDatabaseError)(safe_error_text(error)) from error
             raise FatalDatabaseError(safe_error_text(error)) from error
         found = 0
         for row in rows:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from writer.copy_rows import COLUMNS, encode_rows
 from writer.database import safe_error_text
@@ -75,8 +76,8 @@ _CLEAR_STAGING = sql.SQL("TRUNCATE {}").format(sql.Identifier(STAGING_TABLE))
 _INSERT_CANARY = sql.SQL("INSERT INTO new_reports ({}) VALUES ({})").format(
     sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
 )
-_SET_STATEMENT_TIMEOUT = sql.SQL("SET statement_timeout = {}")
-_SET_IDLE_TIMEOUT = sql.SQL("SET idle_in_transaction_session_timeout = {}")
+# libpq's connect_timeout 0 (or none) means no limit: a connection attempt waits at most this long then.
+DEFAULT_CONNECT_TIMEOUT_S = 30
 
 
 class TransientDatabaseError(Exception):
@@ -124,7 +125,7 @@ class BatchWriter:
     """Owns one database connection and writes batches through it."""
 
     def __init__(self, conninfo: str, log_sql: bool = False, write_timeout: float = 0) -> None:
-        self._conninfo = conninfo
+        self._conninfo = session_conninfo(conninfo, self._session_settings(write_timeout))
         self._connection: psycopg.Connection | None = None
         self._staging_batches_left = 0
         self._log_sql = log_sql
@@ -144,15 +145,23 @@ class BatchWriter:
             self._connection = self._open()
         return self._connection
 
+    def _session_settings(self, write_timeout: float) -> dict[str, str]:
+        """Server settings sent at connection start, so they bind from the first statement on."""
+        if not write_timeout:
+            return {}
+        milliseconds = int(write_timeout * 1000)
+        # A session this writer gave up on (watchdog) must not keep its locks on the server.
+        return {"statement_timeout": str(milliseconds), "idle_in_transaction_session_timeout": str(2 * milliseconds)}
+
     def _open(self) -> psycopg.Connection:
         connection = psycopg.connect(self._conninfo, autocommit=True)
         try:
-            connection.execute(_CREATE_STAGING)
-            if self._write_timeout:
-                milliseconds = int(self._write_timeout * 1000)
-                connection.execute(_SET_STATEMENT_TIMEOUT.format(sql.Literal(milliseconds)))
-                # A session this writer gave up on (watchdog) must not keep its locks on the server.
-                connection.execute(_SET_IDLE_TIMEOUT.format(sql.Literal(2 * milliseconds)))
+            # Can wait behind a lock on new_reports: statement_timeout and the watchdog bound it.
+            self._watch(connection)
+            try:
+                connection.execute(_CREATE_STAGING)
+            finally:
+                self.watchdog.disarm()
         except BaseException:
             connection.close()  # not kept alive by the traceback the caller may hold
             raise
@@ -256,6 +265,23 @@ class BatchWriter:
         self._watch(connection)
         with connection.cursor() as cursor, cursor.copy(statement) as copy:
             copy.write(data)
+
+
+def session_conninfo(conninfo: str, settings: dict[str, str]) -> str:
+    """``conninfo`` with ``settings`` appended to its ``options`` (given ones kept; ours win a clash, as the
+    later ``-c``) and a bounded ``connect_timeout``."""
+    params = conninfo_to_dict(conninfo)
+    ours = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    options = f"{params.get('options') or ''} {ours}".strip()
+    if options:
+        params["options"] = options
+    try:
+        bounded = int(params.get("connect_timeout") or 0) > 0
+    except ValueError:
+        bounded = True  # left as given: libpq reports the bad value itself
+    if not bounded:
+        params["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
+    return make_conninfo("", **params)
 
 
 def _values(row: Row) -> tuple[int, int, str, str, datetime.datetime, int]:

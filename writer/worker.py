@@ -131,7 +131,8 @@ class Worker:
         if dry_run:
             from writer.dry_run import DryRunWriter
 
-            self.writer: BatchWriter = DryRunWriter(conninfo(config), config["metrics"]["namespace"])
+            self.writer: BatchWriter = DryRunWriter(conninfo(config), config["metrics"]["namespace"],
+                                                     config["storage"]["write_timeout_s"])
         else:
             self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"],
                                       config["storage"]["write_timeout_s"])
