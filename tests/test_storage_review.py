@@ -5,6 +5,7 @@ timeout, a canary whose key is taken. Real PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
@@ -16,6 +17,7 @@ from writer.storage import (
     DEFAULT_CONNECT_TIMEOUT_S,
     BatchWriter,
     FatalDatabaseError,
+    TransientDatabaseError,
     WriteTimedOut,
     session_conninfo,
 )
@@ -87,3 +89,20 @@ def test_the_dry_run_session_stays_read_only(writer_conninfo):
 def test_connecting_is_always_bounded(given, expected):
     conninfo = "host=db dbname=x" + (f" connect_timeout={given}" if given is not None else "")
     assert conninfo_to_dict(session_conninfo(conninfo, {}))["connect_timeout"] == expected
+
+
+# --- item 6: an error that leaves the connection broken is transient -------------------------------------------------
+
+
+def test_a_session_ended_by_the_idle_timeout_is_retried(migrated_database, writer_conninfo):
+    writer = BatchWriter(writer_conninfo, write_timeout=0.5)  # idle_in_transaction_session_timeout: 1 s
+    try:
+        connection = writer._connect()
+        connection.execute("SELECT 1")  # opens a transaction and leaves it idle: the server ends the session
+        time.sleep(2)
+        with pytest.raises(TransientDatabaseError):
+            writer.write(make_rows([1]))
+        assert writer.write(make_rows([1])).stored == 1  # on a fresh connection
+    finally:
+        writer.close()
+    assert count(migrated_database) == 1

@@ -187,12 +187,13 @@ class BatchWriter:
                 self.watchdog.disarm()
         except psycopg.Error as error:
             timed_out = self.watchdog.fired or isinstance(error, errors.QueryCanceled)
-            if timed_out or is_transient(error):
+            # A connection the error broke (e.g. 25P03, the idle-in-transaction timeout) says nothing
+            # against the batch: it is retried on a new one.
+            broken = self._connection is not None and self._connection.broken
+            if timed_out or broken or is_transient(error):
                 # A fresh connection for the retry: the old one may be broken, half-open, or read-only.
                 self.close()
                 raise (WriteTimedOut if timed_out else TransientDatabaseError)(safe_error_text(error)) from error
-            if self._connection is not None and self._connection.broken:
-                self.close()
             raise FatalDatabaseError(safe_error_text(error)) from error
         if result.duplicates:
             self._staging_batches_left = STAGING_STREAK
