@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from confluent_kafka import TopicPartition
 from test_worker_reliability import fetched, make_worker, rebalance_assign, worker_factory  # noqa: F401 - fixtures
 
-from test_storage import migrated_database, migrated_template  # noqa: F401 - fixtures
+from test_storage import make_rows, migrated_database, migrated_template  # noqa: F401 - fixtures
 from writer.kafka_mock import MockKafka, produce
 from writer.replay_worker import ReplayScope
 from writer.sample_messages import encoded
@@ -100,3 +100,47 @@ def test_a_commit_to_a_stopped_broker_counts_as_failed_and_is_kept(migrated_data
             kafka.resume()
             worker.consumer.close()
             worker.writer.close()
+
+
+# --- item 7: splitting a timed-out batch polls between halves, under one give-up deadline ---------------------------
+
+
+class _RecordingConsumer:
+    """The worker's consumer, every poll recorded in ``events``."""
+
+    def __init__(self, consumer, events: list) -> None:
+        self._consumer, self._events = consumer, events
+
+    def poll(self, timeout=None):
+        self._events.append(("poll", time.monotonic()))
+        return self._consumer.poll(timeout)
+
+    def __getattr__(self, name):
+        return getattr(self._consumer, name)
+
+
+def test_a_split_batch_polls_between_halves_and_gives_up_once(worker_factory, migrated_database, monkeypatch):
+    from writer.storage import WriteTimedOut
+
+    worker, _ = worker_factory(storage__write_timeout_s=1, storage__retry_max_seconds=3)
+    events: list = []
+    monkeypatch.setattr(worker, "consumer", _RecordingConsumer(worker.consumer, events))
+    real_write = worker.writer.write
+    monkeypatch.setattr(worker.writer, "write", lambda rows: (events.append(("write", time.monotonic())),
+                                                              real_write(rows))[1])
+    with migrated_database.connect() as holder:
+        holder.execute("BEGIN; LOCK TABLE new_reports IN ACCESS EXCLUSIVE MODE")  # every write times out
+        started = time.monotonic()
+        try:
+            worker._write_with_retry(make_rows(range(4)))
+        except WriteTimedOut:
+            pass
+        else:
+            raise AssertionError("a write behind the lock succeeded")
+        holder.execute("ROLLBACK")
+    kinds = [kind for kind, _ in events]
+    assert kinds[:3] == ["write", "poll", "write"], kinds  # a poll between the timed-out batch and its half
+    last_attempt = max(at for kind, at in events if kind == "write")
+    # One deadline: no attempt starts after retry_max_seconds (+ one write_timeout for a split at its edge);
+    # with a deadline per half, the first row alone retried for 3 s after the two timed-out splits.
+    assert last_attempt - started < 3 + 1

@@ -136,13 +136,13 @@ class Worker:
         else:
             self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"],
                                       config["storage"]["write_timeout_s"])
-        retry_limit = config["storage"]["retry_max_seconds"]
-        give_up = tenacity.stop_after_delay(retry_limit) if retry_limit else tenacity.stop_never
+        self.retry_limit = config["storage"]["retry_max_seconds"]
+        self.give_up_at = float("inf")  # one deadline per batch write, across the halves of a split batch
         self.write_retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDatabaseError),
             wait=tenacity.wait_exponential_jitter(initial=0.25, max=10, jitter=0.5),
-            # Also when stopping: the batch is consumed again after the restart.
-            stop=lambda state: give_up(state) or self.stopping,
+            # Also when stopping: the batch is consumed again after the restart. No sleep past the deadline.
+            stop=lambda state: self.stopping or time.monotonic() + state.upcoming_sleep >= self.give_up_at,
             sleep=self._sleep_keeping_membership,
             before_sleep=self._log_retry,
             reraise=True,
@@ -328,6 +328,7 @@ class Worker:
         return total, skipped
 
     def _write_with_retry(self, rows: list[Row]) -> WriteResult:
+        self.give_up_at = time.monotonic() + self.retry_limit if self.retry_limit else float("inf")
         try:
             result = self._write_splitting(rows)
         finally:
@@ -355,12 +356,20 @@ class Worker:
         except WriteTimedOut as error:
             if len(rows) == 1 or self.stopping:
                 raise
+            if time.monotonic() >= self.give_up_at:
+                raise
             log.warning("writing %d rows timed out (%s); writing them in two halves", len(rows), error)
             self.metrics.db_retries.inc()
         middle = len(rows) // 2
+        self._keep_membership()  # each timeout took up to write_timeout_s without a poll
         result = self._write_splitting(rows[:middle])
+        self._keep_membership()
         _add(result, self._write_splitting(rows[middle:]))
         return result
+
+    def _keep_membership(self) -> None:
+        """Serve the group protocol once without waiting, the partitions paused (see ``_sleep_keeping_membership``)."""
+        self._sleep_keeping_membership(0)
 
     def _sleep_keeping_membership(self, seconds: float) -> None:
         """Wait before a retry while serving the group protocol, so the partitions stay ours."""
@@ -369,12 +378,14 @@ class Worker:
             self.status.database_ok(False)
             self.consumer.pause(self.consumer.assignment())
         deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0 and not self.stopping:
-            message = self.consumer.poll(min(remaining, 0.5))
+        while True:  # at least one poll, also for a sleep of 0
+            message = self.consumer.poll(max(0.0, min(deadline - time.monotonic(), 0.5)))
             self.status.polled()
             self._stop_if_orphaned()
             if message is not None:
                 self.carry_over.append(message)
+            if deadline - time.monotonic() <= 0 or self.stopping:
+                break
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         self.metrics.db_retries.inc()
