@@ -15,6 +15,7 @@ from test_storage import count, make_rows, migrated_database, migrated_template,
 from writer.dry_run import DryRunWriter
 from writer.storage import (
     DEFAULT_CONNECT_TIMEOUT_S,
+    WATCHDOG_MARGIN_S,
     BatchWriter,
     FatalDatabaseError,
     TransientDatabaseError,
@@ -106,3 +107,22 @@ def test_a_session_ended_by_the_idle_timeout_is_retried(migrated_database, write
     finally:
         writer.close()
     assert count(migrated_database) == 1
+
+
+# --- item 8: the watchdog is re-armed for every statement ------------------------------------------------------------
+
+
+def test_the_watchdog_is_armed_for_each_statement_of_a_staged_write(writer_conninfo, monkeypatch):
+    writer = BatchWriter(writer_conninfo, write_timeout=5)
+    try:
+        rows = make_rows(range(3))
+        assert writer.write(rows[:1]).stored == 1
+        armed: list[float] = []
+        real_arm = writer.watchdog.arm
+        monkeypatch.setattr(writer.watchdog, "arm", lambda fd, seconds: (armed.append(seconds), real_arm(fd, seconds)))
+        result = writer.write(rows)  # a duplicate: the COPY fails, the staging path runs
+        assert (result.stored, result.duplicates) == (2, 1)
+    finally:
+        writer.close()
+    # BEGIN, direct COPY, staging COPY, MERGE, TRUNCATE, COMMIT: each with the whole bound
+    assert armed == [5 + WATCHDOG_MARGIN_S] * 6

@@ -183,6 +183,7 @@ class BatchWriter:
                     # Nothing new accepted: duplicates are skipped before AFTER triggers run, so they prove nothing.
                     if result.refused and not result.stored:
                         self._stop_if_canary_refused(connection, result)
+                    self._watch(connection)  # for the COMMIT that ends this block
             finally:
                 self.watchdog.disarm()
         except psycopg.Error as error:
@@ -202,7 +203,7 @@ class BatchWriter:
         return result
 
     def _watch(self, connection: psycopg.Connection) -> None:
-        """(Re)start the watchdog for the next round trip."""
+        """(Re)start the watchdog for the next statement (statement_timeout, too, is per statement)."""
         limit = self._write_timeout + WATCHDOG_MARGIN_S if self._write_timeout else 0
         self.watchdog.arm(connection.pgconn.socket, limit)
 
@@ -256,7 +257,9 @@ class BatchWriter:
             except errors.UniqueViolation:
                 self._staging_batches_left = STAGING_STREAK
         self._copy(connection, _COPY_STAGING, data)
+        self._watch(connection)  # each statement gets the whole bound, not what the COPY left of it
         [(inserted, inserted_bytes)] = connection.execute(_MERGE_STAGING).fetchall()  # an aggregate: one row
+        self._watch(connection)
         connection.execute(_CLEAR_STAGING)
         return inserted, int(inserted_bytes)
 
