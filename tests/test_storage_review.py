@@ -4,6 +4,7 @@ timeout, a canary whose key is taken. Real PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -14,6 +15,7 @@ from test_storage_faults import REFUSE_EVERYTHING
 from test_storage import count, make_rows, migrated_database, migrated_template, writer, writer_conninfo  # noqa: F401
 from writer.dry_run import DryRunWriter
 from writer.storage import (
+    CANARY_CLUSTER,
     DEFAULT_CONNECT_TIMEOUT_S,
     WATCHDOG_MARGIN_S,
     BatchWriter,
@@ -126,3 +128,16 @@ def test_the_watchdog_is_armed_for_each_statement_of_a_staged_write(writer_conni
         writer.close()
     # BEGIN, direct COPY, staging COPY, MERGE, TRUNCATE, COMMIT: each with the whole bound
     assert armed == [5 + WATCHDOG_MARGIN_S] * 6
+
+
+# --- item 9: a canary whose key is taken tries another moment ------------------------------------------------------
+
+
+def test_a_canary_colliding_with_a_stored_row_still_finds_a_database_refusing_everything(migrated_database, writer):
+    nil_cluster = dataclasses.replace(make_rows([1000])[0], cluster=CANARY_CLUSTER)  # a report under the nil id
+    assert writer.write([nil_cluster]).stored == 1  # now also the canary: its key is taken
+    with migrated_database.connect() as connection:
+        connection.execute(REFUSE_EVERYTHING.replace("BEFORE INSERT", "AFTER INSERT"))
+    with pytest.raises(FatalDatabaseError, match="refused all"):
+        writer.write(make_rows([1, 2]))
+    assert count(migrated_database) == 1

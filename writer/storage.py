@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 import psycopg
@@ -58,6 +59,8 @@ STAGING_STREAK = 20
 WATCHDOG_MARGIN_S = 5
 # The canary's cluster: the nil UUID (a real cluster id is random).
 CANARY_CLUSTER = "00000000-0000-0000-0000-000000000000"
+# Moments tried when the canary's key is taken (by a stored report under the nil cluster id).
+_CANARY_ATTEMPTS = 5
 
 _COPY_DIRECT = sql.SQL("COPY new_reports ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 _COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -211,12 +214,20 @@ class BatchWriter:
         # Under a cluster id no report carries, so the insert goes through to the end (AFTER triggers,
         # constraints) instead of stopping at the primary key of the row it copies.
         canary = dataclasses.replace(self._last_accepted or _synthetic_canary(), cluster=CANARY_CLUSTER)
-        self._watch(connection)
         try:
-            with connection.transaction(force_rollback=True):  # never stored
-                connection.execute(_INSERT_CANARY, _values(canary))
-        except errors.UniqueViolation:
-            return  # checks and triggers passed; only the key is taken
+            for attempt in range(_CANARY_ATTEMPTS):
+                self._watch(connection)
+                try:
+                    with connection.transaction(force_rollback=True):  # never stored
+                        connection.execute(_INSERT_CANARY, _values(canary))
+                    return
+                except errors.UniqueViolation:
+                    # A stored row has the canary's key (a report under the nil cluster id): AFTER triggers
+                    # and later checks did not run, so try another moment.
+                    if attempt == _CANARY_ATTEMPTS - 1:
+                        return  # not the primary key (another unique index): the checks before it passed
+                    shift = datetime.timedelta(microseconds=secrets.randbelow(3_600_000_000) + 1)
+                    canary = dataclasses.replace(canary, updated_at=canary.updated_at - shift)
         except psycopg.Error as error:
             if not is_row_refusal(error):
                 raise
