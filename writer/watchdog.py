@@ -35,30 +35,44 @@ class Watchdog:
         self._thread: threading.Thread | None = None
 
     def arm(self, fd: int, seconds: float) -> None:
-        """Watch the socket ``fd`` until ``disarm``; shut it down after ``seconds`` (or at ``abort_at``)."""
+        """Watch the socket ``fd`` until ``disarm``; shut it down after ``seconds`` (or at ``abort_at``).
+
+        The watchdog keeps its own duplicate of ``fd``: if the connection closes meanwhile and its number
+        goes to another socket, shutting the duplicate down still acts on the watched connection only."""
+        try:
+            duplicate: int | None = os.dup(fd)
+        except OSError:
+            duplicate = None  # already closed: the next call on it fails without waiting
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="write-watchdog", daemon=True)
                 self._thread.start()
             self.fired = False
             self._deadline = time.monotonic() + seconds if seconds > 0 else math.inf
-            self._fd = fd
+            self._release()
+            self._fd = duplicate
 
     def disarm(self) -> None:
         """Stop watching; ``fired`` still tells whether the deadline passed."""
         with self._lock:
-            self._fd = None
+            self._release()
 
     def reset(self) -> None:
         with self._lock:
-            self._fd = None
+            self._release()
             self.fired = False
 
     def stop(self) -> None:
         """End the thread (the next ``arm`` starts another)."""
         with self._lock:
-            self._fd = None
+            self._release()
             self._thread = None
+
+    def _release(self) -> None:
+        """Close the duplicate descriptor (the lock held)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def abort_by(self, moment: float) -> None:
         """Every write, current or later, ends by ``moment`` (monotonic). Safe in a signal handler."""
@@ -78,10 +92,12 @@ class Watchdog:
 
 
 def _shut_down(fd: int) -> None:
+    """Shut down the connection of ``fd`` (the watchdog's duplicate, closed here)."""
     try:
-        duplicate = socket.socket(fileno=os.dup(fd))
+        duplicate = socket.socket(fileno=fd)
     except OSError:
-        return  # already closed: nothing is waiting on it
+        os.close(fd)
+        return
     try:
         duplicate.shutdown(socket.SHUT_RDWR)  # acts on the connection, not on this descriptor
     except OSError:
