@@ -7,6 +7,7 @@ greater than zero (an age of zero or less would select every row).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -35,9 +36,15 @@ class NonPositiveMaxAge(ValueError):
     """--max-age of zero or less: it would list or delete every row."""
 
 
-def check_max_age(connection: psycopg.Connection, max_age: str) -> None:
-    # PostgreSQL parses the interval (and compares months as 30 days), so '1 month -40 days' is caught too.
-    [(non_positive,)] = connection.execute("SELECT %s::interval <= interval '0'", (max_age,)).fetchall()
+def check_max_age(connection: psycopg.Connection, max_age: str, now: datetime.datetime | None = None) -> None:
+    """Refuse a ``max_age`` that reaches no earlier than ``now`` (default: the database's NOW(), as the
+    query uses). Tested on the moment it gives, not the interval alone: comparing intervals counts a
+    month as 30 days, so '1 month -29 days' looked positive, yet on 1 March it reaches into the future."""
+    [(non_positive,)] = connection.execute(
+        "SELECT NOT (coalesce(%(now)s::timestamptz, NOW()) - %(age)s::interval"
+        " < coalesce(%(now)s::timestamptz, NOW()))",
+        {"now": now, "age": max_age},
+    ).fetchall()
     if non_positive:
         raise NonPositiveMaxAge(f"--max-age {max_age!r} must be greater than zero (it would select every row)")
 
