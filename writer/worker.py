@@ -300,8 +300,9 @@ class Worker:
             with self.status.waiting_for_kafka():
                 self.metrics.dead_letters.inc(self.dead_letters.flush(self._time_left(30)))
 
-        self._commit(next_offsets)
+        # Counted before the offset commit: the rows are stored already, and whoever sees the commit sees the counts.
         self._count(consumed, rows, written, repeated, rejections)
+        self._commit(next_offsets)
         if self.tracker is not None:
             self._track(rows, written, rejections)
         log.debug(
@@ -441,7 +442,7 @@ class Worker:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return f"no answer within {COMMIT_WAIT_S:g} s" if not self.stopping else "no answer before stopping"
-                message = self.consumer.poll(min(remaining, 0.2))
+                message = self.consumer.poll(min(remaining, 0.05))  # returns on a message, not on the answer
                 if message is not None:
                     self.carry_over.append(message)
                     if not paused and len(self.carry_over) >= self.batch_size:
