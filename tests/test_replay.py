@@ -284,6 +284,9 @@ def test_progress_lines_without_a_terminal_and_gauges(migrated_database, kafka_b
         while _writes_waiting(migrated_database) < 2 and time.monotonic() < deadline:
             assert service.process.poll() is None, service.stderr[-3000:]
             time.sleep(0.1)
+        # Hold the lock until a line has been logged while nothing is done: with the final line, at least two.
+        while not _progress_lines(service.stderr) and time.monotonic() < deadline:
+            time.sleep(0.1)
         gauges = parse_metrics(service.get("/metrics")[1])
         lock.rollback()
         status = service.finish(180)
