@@ -413,10 +413,14 @@ class Worker:
             with self.status.waiting_for_kafka():
                 failure = self._commit_waiting(offsets, min(until, time.monotonic() + self._time_left(COMMIT_WAIT_S)))
         except KafkaException as error:
+            if error.args[0].fatal():  # the consumer is unusable: retrying would run on with a dead consumer
+                raise
             failure = error.args[0].str()
         if failure is not None:
-            # The rows are stored; whoever consumes these messages again skips them as duplicates.
-            self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+            # The rows are stored; whoever consumes these messages again skips them as duplicates. A partition
+            # revoked during the wait is not kept: its next owner commits it.
+            self.uncommitted = {(tp.topic, tp.partition): tp.offset for tp in offsets
+                                if (tp.topic, tp.partition) in self.assigned}
             self.metrics.commit_failures.inc()
             now = time.monotonic()
             if not retry or now - self.last_commit_warning >= _COMMIT_WARNING_INTERVAL_S:
@@ -439,6 +443,8 @@ class Worker:
         paused = False
         try:
             while self.commits_answered < self.commits_sent:
+                if self.stopping:  # SIGTERM during the wait: the stop bound wins
+                    deadline = min(deadline, self.stop_deadline - 1)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return f"no answer within {COMMIT_WAIT_S:g} s" if not self.stopping else "no answer before stopping"
@@ -544,7 +550,11 @@ class Worker:
         # next poll. During a database retry the rows of these partitions are
         # still written, but their offsets are left to the next owner, who
         # consumes them again and skips them as duplicates.
-        self.assigned.difference_update((p.topic, p.partition) for p in partitions)
+        revoked = {(p.topic, p.partition) for p in partitions}
+        self.assigned.difference_update(revoked)
+        # Messages polled but not handled yet: their next owner reads them again (an eager reassignment
+        # would fetch them here a second time).
+        self.carry_over = [m for m in self.carry_over if (m.topic(), m.partition()) not in revoked]
         for p in partitions:
             self.uncommitted.pop((p.topic, p.partition), None)
             self.metrics.consumer_lag.labels(p.topic, str(p.partition)).set(NO_LONGER_OWNED)
