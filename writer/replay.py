@@ -119,12 +119,13 @@ class ReplayTarget:
                  timeout: float = 10.0) -> None:
         from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-        from writer.kafka_options import consumer_options
+        from writer.kafka_options import consumer_options, silent_logger
 
         options_ = consumer_options(config, group_id)
         options_.pop("statistics.interval.ms", None)
-        # End-of-partition events let the last-timestamp look-up stop at a transaction marker.
-        self._consumer = Consumer({**options_, "logger": log, "enable.partition.eof": True})
+        # End-of-partition events let the last-timestamp look-up stop at a transaction marker. librdkafka's own
+        # lines are silenced (as in --check-kafka): every failure here surfaces as one error line from the caller.
+        self._consumer = Consumer({**options_, "logger": silent_logger(), "enable.partition.eof": True})
         self._reset = config["broker"]["auto_offset_reset"]
         topic = config["broker"]["topic"]
         self.topic = topic
