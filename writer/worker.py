@@ -75,6 +75,11 @@ _COMMIT_WARNING_INTERVAL_S = 30.0
 # How long an offset commit's answer is waited for (after SIGTERM: at most until the stop deadline).
 # Unanswered, the commit counts as failed and is retried: the rows are stored, a re-read only finds duplicates.
 COMMIT_WAIT_S = 10.0
+# The commit's answer queues behind the messages fetched before it, so the wait polls them into carry_over. Pausing
+# throws librdkafka's prefetched messages away (fetched again on resume, ~0.5 s a batch on a backlog), so fetching
+# pauses only once the answer is late (broker trouble) with a batch carried, or the carried messages reach the limit.
+COMMIT_PAUSE_AFTER_S = 0.5
+CARRY_OVER_LIMIT = 1000
 
 
 class Worker:
@@ -180,9 +185,10 @@ class Worker:
         status = exit_codes.OK
         try:
             while not self.stopping:
-                room = self.batch_size - len(self.carry_over)
+                carried, self.carry_over = self.carry_over[:self.batch_size], self.carry_over[self.batch_size:]
+                room = self.batch_size - len(carried)
                 fresh = self.consumer.consume(num_messages=room, timeout=self.batch_timeout) if room > 0 else []
-                messages, self.carry_over = self.carry_over + fresh, []
+                messages = carried + fresh
                 self.status.polled()
                 if messages:
                     self.handle_batch(messages)
@@ -435,12 +441,14 @@ class Worker:
     def _commit_waiting(self, offsets: list[TopicPartition], deadline: float) -> str | None:
         """Commit ``offsets`` and poll until the answer or ``deadline``; returns why it failed, None if not.
 
-        Messages polled meanwhile are handled in the next batch (``carry_over``); once it holds a batch,
-        fetching pauses until the answer."""
+        Messages polled meanwhile are handled in the next batches (``carry_over``); fetching pauses until the
+        answer once it is late with a batch carried, or ``CARRY_OVER_LIMIT`` messages are carried."""
         self.consumer.commit(offsets=offsets, asynchronous=True)
         self.commits_sent += 1
         self.commit_answer = None
         paused = False
+        late = time.monotonic() + COMMIT_PAUSE_AFTER_S
+        carry_limit = max(self.batch_size, CARRY_OVER_LIMIT)
         try:
             while self.commits_answered < self.commits_sent:
                 if self.stopping:  # SIGTERM during the wait: the stop bound wins
@@ -451,9 +459,10 @@ class Worker:
                 message = self.consumer.poll(min(remaining, 0.05))  # returns on a message, not on the answer
                 if message is not None:
                     self.carry_over.append(message)
-                    if not paused and len(self.carry_over) >= self.batch_size:
-                        paused = True
-                        self.consumer.pause(self.consumer.assignment())
+                carried = len(self.carry_over)
+                if not paused and (carried >= carry_limit or (carried >= self.batch_size and time.monotonic() >= late)):
+                    paused = True
+                    self.consumer.pause(self.consumer.assignment())
         finally:
             if paused:
                 assignment = self.consumer.assignment()
