@@ -298,18 +298,30 @@ def test_tracker_refusing_never_holds_up_storage(migrated_database, kafka, topic
 
 
 @pytest.fixture
-def worker(migrated_database, kafka, topic, group):
-    """A worker in this process (for batches made of error events, which no broker sends on demand)."""
+def make_worker(migrated_database, kafka, topic, group):
+    """Builds a worker in this process (for batches made of error events, which no broker sends on demand);
+    ``wrap_consumer`` wraps its consumer."""
     from writer import config as config_module
     from writer.status import WorkerStatus, new_status_array
-    from writer.worker import Worker
+    from writer.worker_factory import build_worker
 
-    env = {"CCX_NOTIFICATION_WRITER__BROKER__ADDRESSES": kafka.bootstrap_servers,
-           "CCX_NOTIFICATION_WRITER__BROKER__TOPIC": topic, **migrated_database.env()}
-    status = WorkerStatus(new_status_array(multiprocessing.get_context("spawn"), 1), 0)
-    worker = Worker(config_module.load(env), status, group)
-    yield worker
-    worker.writer.close()
+    made = []
+
+    def make(wrap_consumer=None):
+        env = {"CCX_NOTIFICATION_WRITER__BROKER__ADDRESSES": kafka.bootstrap_servers,
+               "CCX_NOTIFICATION_WRITER__BROKER__TOPIC": topic, **migrated_database.env()}
+        status = WorkerStatus(new_status_array(multiprocessing.get_context("spawn"), 1), 0)
+        made.append(build_worker(config_module.load(env), status, group, wrap_consumer=wrap_consumer))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.writes.writer.close()
+
+
+@pytest.fixture
+def worker(make_worker):
+    return make_worker()
 
 
 def _value(counter) -> float:
@@ -324,7 +336,7 @@ def test_a_batch_of_only_error_events_is_counted_and_commits_nothing(worker, kaf
     worker.handle_batch(events)
     assert _value(worker.metrics.original["consuming_errors"]) == 3  # end-of-partition is no error
     assert _value(worker.metrics.original["consumed_messages"]) == 0
-    assert worker.uncommitted == {}
+    assert worker.book.uncommitted == {}
     worker.consumer.close()
     assert committed(kafka.bootstrap_servers, topic, group) == {p: 0 for p in range(PARTITIONS)}
 
@@ -351,10 +363,10 @@ class FatalConsumer:
         return fail
 
 
-def test_a_fatal_error_from_a_commit_stops_the_worker_with_2(worker, kafka, topic, group, migrated_database):
+def test_a_fatal_error_from_a_commit_stops_the_worker_with_2(make_worker, kafka, topic, group, migrated_database):
     kafka.create_topic(topic, PARTITIONS)
     produce_raw(kafka.bootstrap_servers, topic, [{"value": encoded(n), "partition": 0} for n in range(5)])
-    worker.consumer = FatalConsumer(worker.consumer, {"commit"})
+    worker = make_worker(lambda consumer: FatalConsumer(consumer, {"commit"}))
     # Were the error swallowed as "offset commit failed", the worker would run on with a dead consumer:
     # stop it after a while so the test fails, not hangs.
     timer = threading.Timer(60, worker.request_stop)
@@ -368,17 +380,17 @@ def test_a_fatal_error_from_a_commit_stops_the_worker_with_2(worker, kafka, topi
     assert committed(kafka.bootstrap_servers, topic, group)[0] == 0
 
 
-def test_a_fatal_error_from_consume_stops_the_worker_with_2(worker, kafka, topic):
+def test_a_fatal_error_from_consume_stops_the_worker_with_2(make_worker, kafka, topic):
     kafka.create_topic(topic, PARTITIONS)
-    worker.consumer = FatalConsumer(worker.consumer, {"consume"})
+    worker = make_worker(lambda consumer: FatalConsumer(consumer, {"consume"}))
     assert worker.run() == 2
     assert worker.consumer.calls == ["consume"]
 
 
 def test_a_fatal_error_event_in_a_batch_stops_it_uncommitted(worker, kafka, topic):
     kafka.create_topic(topic, PARTITIONS)
-    worker.assigned = {(topic, 0)}
+    worker.book.assign([(topic, 0)])
     fatal = Message(topic=topic, partition=0, offset=-1, error=KafkaError(KafkaError._FATAL, "fenced"))
     with pytest.raises(KafkaException):
         worker.handle_batch([fatal])
-    assert worker.uncommitted == {}
+    assert worker.book.uncommitted == {}

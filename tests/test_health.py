@@ -358,25 +358,21 @@ def parse_ready(service) -> dict:
     return json.loads(service.request("/ready")[1])
 
 
-def test_one_broker_transport_error_is_no_outage(migrated_database, kafka_bootstrap, topic):
+def test_one_broker_transport_error_is_no_outage():
     """Only 'all brokers down' marks the broker unreachable; the statistics callback tells the rest."""
     from confluent_kafka import KafkaError
 
+    from writer.metrics import Metrics
+    from writer.partitions import PartitionBook
+    from writer.stages.broker_events import BrokerEvents
     from writer.status import WorkerStatus, new_status_array, read_slot
-    from writer.worker import Worker
 
-    env = {"CCX_NOTIFICATION_WRITER__BROKER__ADDRESSES": kafka_bootstrap,
-           "CCX_NOTIFICATION_WRITER__BROKER__TOPIC": topic, **migrated_database.env()}
     array = new_status_array(multiprocessing.get_context("spawn"), 1)
     status = WorkerStatus(array, 0)
     status.broker_up(True)
-    worker = Worker(config_module.load(env), status, f"g-{uuid.uuid4().hex[:6]}")
-    try:
-        for code in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
-            worker._on_kafka_error(KafkaError(code))
-            assert read_slot(array, 0)["broker_up"] == 1, code
-        worker._on_kafka_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
-        assert read_slot(array, 0)["broker_up"] == 0
-    finally:
-        worker.consumer.close()
-        worker.writer.close()
+    events = BrokerEvents(status, Metrics(f"g_{uuid.uuid4().hex[:6]}"), PartitionBook())  # the worker's error_cb
+    for code in (KafkaError._TRANSPORT, KafkaError._RESOLVE):
+        events.on_error(KafkaError(code))
+        assert read_slot(array, 0)["broker_up"] == 1, code
+    events.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN))
+    assert read_slot(array, 0)["broker_up"] == 0

@@ -306,11 +306,12 @@ def test_the_end_of_a_partition_at_or_past_its_end_offset_finishes_it():
     # not finished). Partition 2's end event comes past its end offset (new messages meanwhile).
     scope, plan = _scope({0: 8, 1: 7, 2: 10})
     next_offsets = {}
+    progress = scope.new_progress()
     for event in (_Event(0, 10), _Event(1, 7), _Event(2, 12)):
-        scope.reached_end(event, next_offsets)
+        scope.reached_end(event, next_offsets, progress)
     assert next_offsets == {("t", 0): 10, ("t", 2): 10}  # committed in a group: the end seen at start, no further
     consumer = _Consumer()
-    scope.batch_finished(consumer)
+    scope.batch_finished(consumer, progress)
     assert list(plan.positions) == [10, 7, 10]
     assert [partition_done(plan, p) for p in range(3)] == [True, False, True]
     assert sorted(consumer.paused) == [0, 2]

@@ -10,12 +10,20 @@ import time
 from types import SimpleNamespace
 
 from confluent_kafka import TopicPartition
-from test_worker_reliability import fetched, make_worker, rebalance_assign, worker_factory  # noqa: F401 - fixtures
+from test_worker_reliability import (  # noqa: F401 - fixtures
+    RETRY_PAUSE,
+    fetched,
+    make_worker,
+    rebalance_assign,
+    worker_factory,
+)
 
 from test_storage import make_rows, migrated_database, migrated_template  # noqa: F401 - fixtures
 from writer.kafka_mock import MockKafka, produce
+from writer.partitions import Partition
 from writer.replay_worker import ReplayScope
 from writer.sample_messages import encoded
+from writer.stages.parse import ParsedBatch
 
 
 def _join(worker, topic: str, seconds: float = 20) -> tuple[list, int]:
@@ -24,7 +32,7 @@ def _join(worker, topic: str, seconds: float = 20) -> tuple[list, int]:
     worker.consumer.subscribe([topic], on_assign=worker._on_assign, on_revoke=worker._on_revoke,
                               on_lost=worker._on_revoke)
     deadline, polled = time.monotonic() + seconds, 0
-    while not worker.assigned and time.monotonic() < deadline:
+    while not worker.book.assigned and time.monotonic() < deadline:
         message = worker.consumer.poll(0.2)  # a callback's exception is raised here
         polled += message is not None and message.error() is None
     return worker.consumer.assignment(), polled
@@ -33,13 +41,12 @@ def _join(worker, topic: str, seconds: float = 20) -> tuple[list, int]:
 def test_an_eager_assignment_during_a_retry_is_taken_and_paused(worker_factory, kafka_bootstrap, topic):
     produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
     worker, _ = worker_factory(broker__partition_assignment_strategy="range")
-    worker.retrying_write = True  # the rebalance comes while the batch is being retried
+    worker.poller.pause(RETRY_PAUSE)  # the rebalance comes while the batch is being retried
     assignment, polled = _join(worker, topic)
     assert polled == 0
-    assert {(tp.topic, tp.partition) for tp in assignment} == worker.assigned != set()
+    assert {(tp.topic, tp.partition) for tp in assignment} == worker.book.assigned != set()
     assert fetched(worker.consumer, 1.5) == 0  # paused: the retry holds the batch
-    worker.retrying_write = False
-    worker.consumer.resume(worker.consumer.assignment())
+    worker.poller.resume(RETRY_PAUSE)
     assert fetched(worker.consumer, 3) == 20
 
 
@@ -54,11 +61,10 @@ def test_a_replay_member_assigned_during_a_retry_assigns_once_from_its_start(wor
     produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
     worker, _ = worker_factory()
     worker.replay = _replay_scope(topic, 15)  # --since: the window starts at offset 15
-    worker.retrying_write = True
+    worker.poller.pause(RETRY_PAUSE)
     rebalance_assign(worker, [TopicPartition(topic, 0)])
     assert fetched(worker.consumer, 1.5) == 0
-    worker.retrying_write = False
-    worker.consumer.resume(worker.consumer.assignment())
+    worker.poller.resume(RETRY_PAUSE)
     assert fetched(worker.consumer, 3) == 5  # offsets 15..19 only
 
 
@@ -81,25 +87,26 @@ def test_a_commit_to_a_stopped_broker_counts_as_failed_and_is_kept(migrated_data
         try:
             _, polled = _join(worker, topic)
             assert polled + fetched(worker.consumer, 2) == 5
-            worker._commit({(topic, 0): 5})  # the broker answers: committed (or refused while the group settles)
+            worker.committer.commit({Partition(topic, 0): 5})  # answered: committed (or refused while settling)
             for _ in range(10):
-                if not worker.uncommitted:
+                if not worker.book.uncommitted:
                     break
                 worker.consumer.poll(0.5)
-                worker._commit({}, retry=True)
-            assert worker.uncommitted == {}
+                worker.committer.commit({}, retry=True)
+            assert worker.book.uncommitted == {}
             kafka.pause()  # SIGSTOP: connections stay open, nothing answers
             failures = worker.metrics.commit_failures._value.get()
-            committing = threading.Thread(target=worker._commit, args=({(topic, 0): 6},), daemon=True)
+            committing = threading.Thread(target=worker.committer.commit, args=({Partition(topic, 0): 6},),
+                                          daemon=True)
             committing.start()
             committing.join(40)  # a synchronous commit waits for minutes here
             assert not committing.is_alive(), "the commit waited for the stopped broker"
-            assert worker.uncommitted == {(topic, 0): 6}  # retried later
+            assert worker.book.uncommitted == {(topic, 0): 6}  # retried later
             assert worker.metrics.commit_failures._value.get() == failures + 1
         finally:
             kafka.resume()
             worker.consumer.close()
-            worker.writer.close()
+            worker.writes.writer.close()
 
 
 # --- item 7: splitting a timed-out batch polls between halves, under one give-up deadline ---------------------------
@@ -124,22 +131,28 @@ def test_a_split_batch_polls_between_halves_and_gives_up_once(worker_factory, mi
 
     worker, _ = worker_factory(storage__write_timeout_s=1, storage__retry_max_seconds=3)
     events: list = []
-    monkeypatch.setattr(worker, "consumer", _RecordingConsumer(worker.consumer, events))
-    real_write = worker.writer.write
-    monkeypatch.setattr(worker.writer, "write", lambda rows: (events.append(("write", time.monotonic())),
-                                                              real_write(rows))[1])
+    monkeypatch.setattr(worker.poller, "consumer", _RecordingConsumer(worker.consumer, events))
+    writer = worker.writes.writer
+    real_write = writer.write
+    monkeypatch.setattr(writer, "write", lambda rows: (events.append(("write", time.monotonic())),
+                                                       real_write(rows))[1])
     with migrated_database.connect() as holder:
         holder.execute("BEGIN; LOCK TABLE new_reports IN ACCESS EXCLUSIVE MODE")  # every write times out
         started = time.monotonic()
+        job = worker.write_thread.submit(ParsedBatch(rows=make_rows(range(4)), origins=[None] * 4))
+        worker._wait_for(job)  # the main thread, while the write thread splits and retries
         try:
-            worker._write_with_retry(make_rows(range(4)))
+            job.result()
         except WriteTimedOut:
             pass
         else:
             raise AssertionError("a write behind the lock succeeded")
         holder.execute("ROLLBACK")
     kinds = [kind for kind, _ in events]
-    assert kinds[:3] == ["write", "poll", "write"], kinds  # a poll between the timed-out batch and its half
+    writes = [i for i, kind in enumerate(kinds) if kind == "write"]
+    assert len(writes) >= 3, kinds  # the batch, its first half, that half's first row...
+    # The consumer is polled while the halves are written (it used to wait write_timeout_s per timed-out write).
+    assert "poll" in kinds[writes[0]:writes[1]] or "poll" in kinds[writes[1]:writes[2]], kinds
     last_attempt = max(at for kind, at in events if kind == "write")
     # One deadline: no attempt starts after retry_max_seconds (+ one write_timeout for a split at its edge);
     # with a deadline per half, the first row alone retried for 3 s after the two timed-out splits.

@@ -14,10 +14,16 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from test_storage import make_rows, migrated_database, migrated_template  # noqa: F401 - fixtures
 from writer import config as config_module
 from writer.kafka_mock import produce
+from writer.partitions import Partition
 from writer.sample_messages import encoded
+from writer.stages.parse import ParsedBatch
+from writer.stages.track import track
 from writer.status import DATABASE_OK, WIDTH, WorkerStatus
 from writer.storage import TransientDatabaseError
 from writer.worker import Worker
+from writer.worker_factory import build_worker
+
+RETRY_PAUSE = "database write retried"  # the poller's pause reason while a write is retried
 
 
 def make_worker(database, bootstrap: str, topic: str, **settings) -> tuple[Worker, list]:
@@ -29,7 +35,7 @@ def make_worker(database, bootstrap: str, topic: str, **settings) -> tuple[Worke
                 "CCX_NOTIFICATION_WRITER__BROKER__GROUP": f"worker-test-{uuid.uuid4().hex[:8]}"}
     environ |= {f"CCX_NOTIFICATION_WRITER__{k.upper()}": str(v) for k, v in settings.items()}
     slots = [0.0] * WIDTH
-    return Worker(config_module.load(environ), WorkerStatus(slots, 0)), slots
+    return build_worker(config_module.load(environ), WorkerStatus(slots, 0)), slots
 
 
 @pytest.fixture
@@ -44,7 +50,7 @@ def worker_factory(migrated_database, kafka_bootstrap, topic):
     yield factory
     for worker in made:
         worker.consumer.close()
-        worker.writer.close()
+        worker.writes.writer.close()
 
 
 def rebalance_assign(worker: Worker, partitions: list) -> None:
@@ -74,14 +80,12 @@ def test_a_partition_revoked_while_paused_is_fetched_when_assigned_back(worker_f
     # The callbacks in the order librdkafka runs them during rebalances, around the database retry.
     # consume() between the steps, as the worker polls between them: librdkafka applies them in turn.
     rebalance_assign(worker, partitions)
-    worker.retrying_write = True
-    consumer.pause(consumer.assignment())  # what the retry's first sleep does
+    worker.poller.pause(RETRY_PAUSE)  # what the worker does when the write thread starts retrying
     assert fetched(consumer, 0.5) == 0
     worker._on_revoke(consumer, partitions)  # a second member joined and took the partition
     consumer.incremental_unassign(partitions)
     assert fetched(consumer, 0.5) == 0
-    worker.retrying_write = False  # the retry ends while the partition is elsewhere...
-    consumer.resume(consumer.assignment())  # ...and resumes only what this worker holds: nothing
+    worker.poller.resume(RETRY_PAUSE)  # the retry ends while the partition is elsewhere: resumes nothing
     rebalance_assign(worker, partitions)  # the other member left: the partition comes back
     assert fetched(consumer, 3) == 20
 
@@ -91,11 +95,10 @@ def test_a_partition_assigned_during_a_retry_is_paused_then_resumed(worker_facto
     worker, _ = worker_factory()
     consumer = worker.consumer
     partitions = [TopicPartition(topic, 1, OFFSET_BEGINNING)]
-    worker.retrying_write = True
+    worker.poller.pause(RETRY_PAUSE)
     rebalance_assign(worker, partitions)
     assert fetched(consumer, 1.5) == 0  # paused: the retry holds the batch
-    worker.retrying_write = False
-    consumer.resume(consumer.assignment())
+    worker.poller.resume(RETRY_PAUSE)
     assert fetched(consumer, 3) == 20
 
 
@@ -104,10 +107,13 @@ def test_a_partition_assigned_during_a_retry_is_paused_then_resumed(worker_facto
 
 def test_a_retry_that_gives_up_leaves_the_database_flag_down(worker_factory):
     worker, slots = worker_factory(storage__pg_port=1, storage__retry_max_seconds=1, storage__connect_timeout=2)
+    job = worker.write_thread.submit(ParsedBatch(rows=make_rows([1]), origins=[None]))
+    worker._wait_for(job)  # what the main thread does meanwhile: pauses, serves the group, resumes
     with pytest.raises(TransientDatabaseError):
-        worker._write_with_retry(make_rows([1]))
+        job.result()
+    assert job.in_trouble
     assert slots[DATABASE_OK] == 0
-    assert not worker.retrying_write
+    assert not worker.poller.paused
 
 
 # --- item 10: offset commits failing while idle are counted and logged -----------------------------------------
@@ -116,17 +122,17 @@ def test_a_retry_that_gives_up_leaves_the_database_flag_down(worker_factory):
 def test_idle_commit_failures_are_counted_and_logged(worker_factory, kafka_bootstrap, topic, caplog):
     produce(kafka_bootstrap, topic, [encoded(1)], partition=0)
     worker, _ = worker_factory()
-    nowhere = (topic, 99)  # a partition the broker does not have: every commit of it fails
-    worker.assigned.add(nowhere)
-    worker.uncommitted = {nowhere: 5}
+    nowhere = Partition(topic, 99)  # a partition the broker does not have: every commit of it fails
+    worker.book.assign([nowhere])
+    worker.book.uncommitted = {nowhere: 5}
     failures = worker.metrics.commit_failures._value.get()
     with caplog.at_level(logging.WARNING, logger="writer.worker"):
         for _ in range(3):
-            worker._commit({}, retry=True)  # what the idle loop does
+            worker.committer.commit({}, retry=True)  # what the idle loop does
     assert worker.metrics.commit_failures._value.get() == failures + 3
     warnings = [r for r in caplog.records if "offset commit failed" in r.getMessage()]
     assert len(warnings) == 1, "one warning per interval, not one per poll"
-    assert worker.uncommitted == {nowhere: 5}  # kept for the next try
+    assert worker.book.uncommitted == {nowhere: 5}  # kept for the next try
 
 
 # --- item 11: consumer_lag of revoked partitions --------------------------------------------------------------------
@@ -164,10 +170,8 @@ def test_tracker_statuses_never_wait_for_an_unavailable_topic(worker_factory, mo
     rows = make_rows(range(50))
     for row in rows:
         row.request_id = f"request-{row.kafka_offset}"
-    from writer.storage import WriteResult
-
     for _ in range(3):
-        worker._track(rows, WriteResult(stored=50), [])
+        track(worker.tracker, rows, set(), [])
     assert waited == [], "the batch path waited on the tracker"
     worker.tracker.close(0.5)
     assert worker.metrics.tracker_dropped._value.get() == 3 * 50 * 3  # received, processed, success each
@@ -209,9 +213,9 @@ def test_a_repeat_of_a_refused_key_is_written_in_a_second_round(worker_factory, 
     first, other, second, third = make_rows([1, 2, 1, 1])  # three messages with one key
     first = Row(first.org_id, first.account_number, first.cluster, b'{"reports":["refuse-me"]}', first.updated_at, 10)
     second = Row(second.org_id, second.account_number, second.cluster, second.report, second.updated_at, 12)
-    written, duplicates = worker._write_rows([first, other, second, third])
-    assert [row for row, _ in written.refused] == [first]
-    assert written.stored == 2 and duplicates == [third]
+    written = worker.writes.write([first, other, second, third])
+    assert [position for position, _ in written.refused] == [0]  # first
+    assert written.stored == 2 and written.duplicates == 1  # other and second stored; third a duplicate
     with migrated_database.connect() as connection:
         stored = connection.execute("SELECT org_id, kafka_offset FROM new_reports ORDER BY kafka_offset").fetchall()
     assert sorted(offset for _, offset in stored) == [other.kafka_offset, 12]

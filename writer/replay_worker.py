@@ -1,6 +1,7 @@
 """A worker's part in a replay: which partitions it reads from where, and which messages it keeps.
 
-Contract (``ReplayScope.admits``, called for every message of a batch, in order):
+Contract (``ReplayScope.admits``, called for every message of a batch, in order, with the batch's
+``ReplayProgress``):
 
 - a message at or after its partition's end offset seen at start, or after
   its partition finished, is not part of the replay: dropped, not counted,
@@ -19,19 +20,25 @@ partition may hold no message a consumer receives (transaction markers,
 aborted messages; or the data is gone and the consumer was reset to the
 end), so waiting for the message at ``end - 1`` could last for ever.
 
-``batch_finished`` publishes the partitions' positions and finished flags to
-the supervisor once the batch is stored and committed (or, in a dry run,
-counted); a worker that dies before that leaves them where they were, and the
-partition is read again from there.
+``batch_finished`` publishes the partitions' positions and finished flags of
+one batch (its ``ReplayProgress``) to the supervisor once the batch is stored
+and committed (or, in a dry run, counted); a worker that dies before that
+leaves them where they were, and the partition is read again from there. A
+batch is parsed while the one before it is still written, so each batch keeps
+its own progress; a partition whose window ended in a batch not yet finished
+admits nothing more meanwhile (``_ending``). A batch dropped before it was
+written (its partition revoked) gives its progress up (``forget``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from confluent_kafka import TopicPartition
 from prometheus_client import Counter
 
+from writer.partitions import Partition
 from writer.replay import ReplayPlan, partition_done
 
 log = logging.getLogger("writer.replay")
@@ -43,19 +50,34 @@ def skipped_counter(namespace: str) -> Counter:
                    registry=None)
 
 
+@dataclass
+class ReplayProgress:
+    """What one batch did to the replay, published when it is done (``ReplayScope.batch_finished``)."""
+
+    positions: dict[int, int] = field(default_factory=dict)  # partition -> offset after its last handled message
+    finishing: set[int] = field(default_factory=set)  # partitions whose window ended in this batch
+    skipped: int = 0  # counted once the batch is done, like the other counters
+
+    def forget(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.positions.pop(partition, None)
+        self.finishing -= partitions
+
+
 class ReplayScope:
     def __init__(self, plan: ReplayPlan, slot: int, workers: int, namespace: str) -> None:
         self.plan = plan
         self.slot = slot
         self.workers = workers
         self.skipped = skipped_counter(namespace)
-        self._positions: dict[int, int] = {}  # this batch: partition -> offset after its last handled message
-        self._finishing: set[int] = set()
-        self._skipped = 0  # counted once the batch is done, like the other counters
+        self._ending: set[int] = set()  # window ended in a batch not finished yet: nothing more admitted
 
     @property
     def self_assigned(self) -> bool:
         return self.plan.self_assigned
+
+    def new_progress(self) -> ReplayProgress:
+        return ReplayProgress()
 
     def own_partitions(self) -> list[int]:
         """This worker's share of a self-assigned replay: every ``workers``-th partition from its slot."""
@@ -82,47 +104,50 @@ class ReplayScope:
         """Those of ``partitions`` the replay still reads (a finished one stays paused)."""
         return [tp for tp in partitions if tp.partition in self.plan.ends and not self._done(tp.partition)]
 
-    def reached_end(self, event, next_offsets: dict) -> None:
+    def reached_end(self, event, next_offsets: dict[Partition, int], progress: ReplayProgress) -> None:
         """An end-of-partition event (its offset: where the consumer stands); see the module docstring."""
         partition, offset = event.partition(), event.offset()
         end = self.plan.ends.get(partition)
-        if end is None or offset < end or self.plan.finished[partition] or partition in self._finishing:
+        if end is None or offset < end or self.plan.finished[partition] or partition in self._ending:
             return
-        self._positions[partition] = max(end, self._positions.get(partition, 0))
-        next_offsets[(event.topic(), partition)] = end
+        progress.positions[partition] = max(end, progress.positions.get(partition, 0))
+        next_offsets[Partition(event.topic(), partition)] = end
 
-    def admits(self, message, next_offsets: dict) -> bool:
+    def admits(self, message, next_offsets: dict[Partition, int], progress: ReplayProgress) -> bool:
         """Whether to replay this message; see the module docstring."""
         partition, offset = message.partition(), message.offset()
         end = self.plan.ends.get(partition)
-        if end is None or offset >= end or partition in self._finishing or self.plan.finished[partition]:
+        if end is None or offset >= end or partition in self._ending or self.plan.finished[partition]:
             return False
         place = self.plan.window.place(message.timestamp()[1])
+        progress.positions[partition] = offset + 1
         if place == 0:
-            self._positions[partition] = offset + 1
             return True
-        self._skipped += 1
-        self._positions[partition] = offset + 1
+        progress.skipped += 1
         if place < 0:
-            next_offsets[(message.topic(), partition)] = offset + 1
+            next_offsets[Partition(message.topic(), partition)] = offset + 1
         else:
-            self._finishing.add(partition)
+            progress.finishing.add(partition)
+            self._ending.add(partition)
             log.info("replay: partition %d reached the end of the window at offset %d", partition, offset)
         return False
 
-    def batch_finished(self, consumer) -> None:
-        """Publish this batch's positions; stop fetching partitions that are done."""
-        for partition, position in self._positions.items():
+    def forget(self, progress: ReplayProgress, partitions: set[int]) -> None:
+        """A batch's messages of ``partitions`` were dropped unwritten (revoked): they are read again."""
+        self._ending -= progress.finishing & partitions
+        progress.forget(partitions)
+
+    def batch_finished(self, consumer, progress: ReplayProgress) -> None:
+        """Publish a batch's progress once it is stored; stop fetching partitions that are done."""
+        for partition, position in progress.positions.items():
             if position > self.plan.positions[partition]:
                 self.plan.positions[partition] = position
-        for partition in self._finishing:
+        for partition in progress.finishing:
             self.plan.finished[partition] = 1
-        if self._skipped:
-            self.skipped.inc(self._skipped)
-            self._skipped = 0
-        done = [TopicPartition(self.plan.topic, p) for p in self._positions if self._done(p)]
-        self._positions.clear()
-        self._finishing.clear()
+        self._ending -= progress.finishing
+        if progress.skipped:
+            self.skipped.inc(progress.skipped)
+        done = [TopicPartition(self.plan.topic, p) for p in progress.positions if self._done(p)]
         if done:
             try:
                 consumer.pause(done)

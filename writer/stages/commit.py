@@ -1,0 +1,159 @@
+"""Commit stage: a stored batch's offsets committed to Kafka, asynchronously, with a bounded wait for the answer.
+
+What ``OffsetCommitter.commit`` guarantees:
+
+- it is called only once the batch's rows are stored (and its dead letters
+  acknowledged), batch after batch in order, so an offset is never committed
+  before the database commit of the batch it belongs to;
+- only owned partitions are committed, merged with earlier offsets whose
+  commit failed (``partitions.PartitionBook``);
+- the answer (``on_commit``) is waited for at most ``COMMIT_WAIT_S``, after
+  SIGTERM at most until the stop deadline; an unanswered or refused commit
+  is counted (``offset_commit_failures``), logged (while idle: once per
+  ``_COMMIT_WARNING_INTERVAL_S``) and its offsets kept for the next commit:
+  the rows are stored, a re-read only finds duplicates;
+- a fatal error (the consumer is unusable) is raised, never retried.
+
+A synchronous commit has no bound, hence the asynchronous one; librdkafka
+answers commits in the order they were sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from writer.metrics import Metrics
+from writer.partitions import Partition, PartitionBook
+from writer.stages.poll import Poller
+from writer.stages.stop import StopRequest
+
+log = logging.getLogger("writer.worker")
+
+# While offset commits keep failing between batches, at most one warning per this many seconds.
+_COMMIT_WARNING_INTERVAL_S = 30.0
+# How long an offset commit's answer is waited for (after SIGTERM: at most until the stop deadline).
+# Unanswered, the commit counts as failed and is retried: the rows are stored, a re-read only finds duplicates.
+COMMIT_WAIT_S = 10.0
+# The commit's answer queues behind the messages fetched before it, so the wait polls them into carry_over. Pausing
+# throws librdkafka's prefetched messages away (fetched again on resume, ~0.5 s a batch on a backlog), so fetching
+# pauses only once the answer is late (broker trouble) with a batch carried, or the carried messages reach the limit.
+COMMIT_PAUSE_AFTER_S = 0.5
+CARRY_OVER_LIMIT = 1000
+_WAIT_STEP_S = 0.05  # each poll of the wait: it returns on a message, not on the answer
+_PAUSE_REASON = "offset commit late"
+
+
+class CommitAnswers:
+    """The consumer's ``on_commit`` callback (runs inside poll, in the consumer's thread): which commit answered how.
+
+    Made before the consumer (its configuration names the callback), read by the ``OffsetCommitter``."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.answered = 0
+        self.answer: KafkaError | None = None  # of the last commit sent, once answered
+
+    def expect(self) -> None:
+        """A commit was sent: its answer is the one waited for."""
+        self.sent += 1
+        self.answer = None
+
+    @property
+    def waiting(self) -> bool:
+        return self.answered < self.sent
+
+    def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition] | None) -> None:
+        self.answered += 1
+        if self.answered == self.sent:  # a late answer to a commit given up on changes nothing
+            failed = next((tp.error for tp in partitions or [] if tp.error is not None), None)
+            self.answer = error or failed
+
+
+class OffsetCommitter:
+    def __init__(self, consumer: Any, answers: CommitAnswers, book: PartitionBook, poller: Poller, stop: StopRequest,
+                 metrics: Metrics, batch_size: int, waiting_for_kafka: Callable[[], AbstractContextManager[object]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.consumer = consumer
+        self._book = book
+        self._poller = poller
+        self._stop = stop
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._waiting_for_kafka = waiting_for_kafka  # heartbeat: blocked on the broker, not hung
+        self._clock = clock
+        self._last_warning = -_COMMIT_WARNING_INTERVAL_S
+        self._answers = answers
+
+    def commit(self, next_offsets: Mapping[Partition, int], retry: bool = False, until: float = float("inf")) -> None:
+        """Commit ``next_offsets`` with the offsets of earlier failed commits; see the module docstring.
+
+        ``retry``: no new batch, only failed offsets again (while idle, or closing)."""
+        # Offsets whose commit failed (e.g. "rebalance in progress") are committed with the next batch, or
+        # on their own while no message comes: else the end of a stream would stay uncommitted for ever.
+        offsets = self._book.offsets_to_commit(next_offsets)
+        if not offsets:
+            return
+        try:
+            with self._waiting_for_kafka():
+                failure = self._commit_waiting(offsets, min(until, self._clock() + self._stop.time_left(COMMIT_WAIT_S)))
+        except KafkaException as error:
+            if error.args[0].fatal():  # the consumer is unusable: retrying would run on with a dead consumer
+                raise
+            failure = error.args[0].str()
+        if failure is not None:
+            # The rows are stored; whoever consumes these messages again skips them as duplicates. A partition
+            # revoked during the wait is not kept: its next owner commits it.
+            self._book.commit_failed(offsets)
+            self._metrics.commit_failures.inc()
+            now = self._clock()
+            if not retry or now - self._last_warning >= _COMMIT_WARNING_INTERVAL_S:
+                self._last_warning = now
+                log.warning("offset commit failed (%s); retrying with the next batch or poll%s", failure,
+                            " (while idle)" if retry else "")
+            return
+        if retry:
+            log.info("offset commit retried successfully: %s", describe(offsets))
+        self._metrics.last_commit.set(time.time())
+
+    def _commit_waiting(self, offsets: Mapping[Partition, int], deadline: float) -> str | None:
+        """Commit ``offsets`` and poll until the answer or ``deadline``; returns why it failed, None if not.
+
+        Messages polled meanwhile are handled in the next batches (carried over); fetching pauses until the
+        answer once it is late with a batch carried, or ``CARRY_OVER_LIMIT`` messages are carried."""
+        self.consumer.commit(offsets=[TopicPartition(p.topic, p.number, o) for p, o in offsets.items()],
+                             asynchronous=True)
+        self._answers.expect()
+        late = self._clock() + COMMIT_PAUSE_AFTER_S
+        carry_limit = max(self._batch_size, CARRY_OVER_LIMIT)
+        try:
+            while self._answers.waiting:
+                if self._stop.requested:  # SIGTERM during the wait: the stop bound wins
+                    deadline = min(deadline, self._stop.deadline - 1)
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    return f"no answer within {COMMIT_WAIT_S:g} s" if not self._stop.requested \
+                        else "no answer before stopping"
+                self._poller.poll(min(remaining, _WAIT_STEP_S))
+                carried = len(self._poller.carry_over)
+                if carried >= carry_limit or (carried >= self._batch_size and self._clock() >= late):
+                    self._poller.pause(_PAUSE_REASON)
+        finally:
+            self._poller.resume(_PAUSE_REASON)
+        error = self._answers.answer
+        if error is None:
+            return None
+        if error.fatal():  # the consumer is unusable: retrying would run on with a dead consumer
+            raise KafkaException(error)
+        return str(error.str())
+
+
+def describe(partitions: Any) -> str:
+    """``topic[index], ...`` of TopicPartitions or Partitions."""
+    return ", ".join(f"{p.topic}[{p.partition if isinstance(p, TopicPartition) else p.number}]"
+                     for p in partitions) or "none"

@@ -1,0 +1,91 @@
+"""Poll stage: batches of messages from the consumer, and the pauses that keep the group membership.
+
+The consumer is used from one thread only (the worker's main thread): every
+poll, pause, resume and commit happens there.
+
+- ``gather`` returns up to ``batch_size`` messages: first those polled
+  earlier and carried over (``carry_over``), then fresh ones, waiting at
+  most the batch timeout. Between short polls it calls ``between`` (the
+  worker finishes a batch whose write ended meanwhile).
+- While a reason to pause holds (a write being retried, a late offset
+  commit), every assigned partition is paused and ``poll`` only serves the
+  group protocol and callbacks; a message it still returns is carried over.
+- ``drop`` forgets carried-over messages of revoked partitions: their next
+  owner reads them again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from writer.partitions import Partition
+
+Message = Any
+# Of the partitions given, those to resume (a replay keeps its finished ones paused).
+Resumable = Callable[[list[Any]], list[Any]]
+
+# While a write is in flight, polls last at most this long, so a write that ended is finished promptly.
+POLL_SLICE_S = 0.05
+
+
+class Poller:
+    def __init__(self, consumer: Any, polled: Callable[[], None], resumable: Resumable = lambda partitions: partitions,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.consumer = consumer
+        self._polled = polled  # heartbeat: the consumer was polled
+        self._resumable = resumable
+        self._clock = clock
+        self.carry_over: list[Message] = []  # polled, not handled yet: the next batches take them first
+        self._pause_reasons: set[str] = set()
+
+    def gather(self, batch_size: int, timeout: float, between: Callable[[], None] | None = None) -> list[Message]:
+        """Up to ``batch_size`` messages, waiting at most ``timeout`` seconds; see the module docstring."""
+        messages = self._take_carried(batch_size)
+        deadline = self._clock() + timeout
+        while len(messages) < batch_size:
+            if between is not None:
+                between()
+                messages += self._take_carried(batch_size - len(messages))
+                if len(messages) >= batch_size:
+                    break
+            left = deadline - self._clock()
+            if left <= 0:
+                break
+            wait = min(left, POLL_SLICE_S) if between is not None else left
+            messages += self.consumer.consume(num_messages=batch_size - len(messages), timeout=wait)
+            self._polled()
+            if between is None:
+                break
+        return messages
+
+    def _take_carried(self, count: int) -> list[Message]:
+        taken, self.carry_over = self.carry_over[:count], self.carry_over[count:]
+        return taken
+
+    def poll(self, seconds: float) -> None:
+        """One poll (serves callbacks); a message it returns is carried over."""
+        message = self.consumer.poll(max(0.0, seconds))
+        self._polled()
+        if message is not None:
+            self.carry_over.append(message)
+
+    @property
+    def paused(self) -> bool:
+        return bool(self._pause_reasons)
+
+    def pause(self, reason: str) -> None:
+        if not self._pause_reasons:
+            self.consumer.pause(self.consumer.assignment())
+        self._pause_reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._pause_reasons:
+            return
+        self._pause_reasons.discard(reason)
+        if not self._pause_reasons:
+            self.consumer.resume(self._resumable(self.consumer.assignment()))
+
+    def drop(self, partitions: set[Partition]) -> None:
+        self.carry_over = [m for m in self.carry_over if Partition(m.topic(), m.partition()) not in partitions]
