@@ -1,0 +1,359 @@
+"""The worker's stages with fakes of our own collaborators: no Kafka, no PostgreSQL.
+
+Parse (rows and their messages, offsets, error events, revocation), write (rounds by key, retries, splits, the
+give-up deadline, stopping), commit (answers, failures, revocation during the wait)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import uuid
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from writer.message import INVALID_JSON, Rejection, Row
+from writer.metrics import Metrics
+from writer.partitions import Partition, PartitionBook
+from writer.sample_messages import encoded
+from writer.stages.commit import COMMIT_WAIT_S, CommitAnswers, OffsetCommitter
+from writer.stages.count import count_batch
+from writer.stages.parse import parse_batch
+from writer.stages.poll import Poller
+from writer.stages.stop import StopRequest
+from writer.stages.track import REJECTED_UPDATES, STORED_UPDATES, track
+from writer.stages.write import RETRY_FIRST_WAIT_S, RETRY_JITTER_S, RetryingWrite, WriteOutcome
+from writer.storage import TransientDatabaseError, WriteResult, WriteTimedOut
+
+NOW = datetime.datetime(2026, 6, 1, 12, 0, 0)
+T0, T1 = Partition("t", 0), Partition("t", 1)
+
+
+class FakeMessage:
+    """The accessors of a confluent_kafka.Message the stages use."""
+
+    def __init__(self, partition: int, offset: int, value: bytes | None = b"", topic: str = "t",
+                 error: KafkaError | None = None) -> None:
+        self._partition, self._offset, self._value, self._topic, self._error = partition, offset, value, topic, error
+
+    def topic(self):
+        return self._topic
+
+    def partition(self):
+        return self._partition
+
+    def offset(self):
+        return self._offset
+
+    def value(self):
+        return self._value
+
+    def error(self):
+        return self._error
+
+    def headers(self):
+        return None
+
+    def key(self):
+        return None
+
+    def timestamp(self):
+        return (1, 0)
+
+    def __repr__(self) -> str:
+        return f"FakeMessage({self._topic}[{self._partition}]@{self._offset})"
+
+
+def valid(partition: int, offset: int, number: int | None = None, **kwargs) -> FakeMessage:
+    """A valid message; its report's key is ``number`` (by default one per partition and offset)."""
+    number = 100 * partition + offset if number is None else number
+    return FakeMessage(partition, offset, encoded(number, "small_size", **kwargs))
+
+
+def metrics() -> Metrics:
+    return Metrics(f"unit_{uuid.uuid4().hex[:8]}")
+
+
+def value(metric) -> float:
+    return metric._value.get()
+
+
+# ---- parse ---------------------------------------------------------------------------------------------------------
+
+
+def test_parse_keeps_each_rows_message_and_the_offsets_it_completes():
+    messages = [valid(0, 10), FakeMessage(1, 4, b"{not json"), valid(1, 5), valid(0, 11)]
+    batch = parse_batch(messages, NOW)
+    assert [row.kafka_offset for row in batch.rows] == [10, 5, 11]
+    assert batch.origins == [messages[0], messages[2], messages[3]]  # position for position
+    assert [(m, r.reason) for m, r in batch.rejections] == [(messages[1], INVALID_JSON)]
+    assert batch.next_offsets == {T0: 12, T1: 6}
+    assert batch.consumed == 4 and batch.consumer_errors == 0
+
+
+def test_parse_counts_error_events_but_not_the_end_of_a_partition():
+    events = [FakeMessage(0, -1, None, error=KafkaError(KafkaError._TRANSPORT, "gone")),
+              FakeMessage(1, -1, None, error=KafkaError(KafkaError._PARTITION_EOF))]
+    batch = parse_batch(events, NOW)
+    assert (batch.consumer_errors, batch.consumed, batch.next_offsets) == (1, 0, {})
+
+
+def test_parse_raises_a_fatal_error_event():
+    fatal = FakeMessage(0, -1, None, error=KafkaError(KafkaError._FATAL, "fenced"))
+    with pytest.raises(KafkaException):
+        parse_batch([valid(0, 1), fatal], NOW)
+
+
+def test_dropping_revoked_partitions_from_a_parsed_batch():
+    messages = [valid(0, 1), valid(1, 7), FakeMessage(1, 8, b""), valid(0, 2)]
+    batch = parse_batch(messages, NOW)
+    batch.drop({T1})
+    assert batch.origins == [messages[0], messages[3]]
+    assert [row.kafka_offset for row in batch.rows] == [1, 2]
+    assert batch.rejections == [] and batch.next_offsets == {T0: 3} and batch.consumed == 2
+
+
+# ---- write ---------------------------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ScriptedWriter:
+    """A BatchWriter whose answers are scripted: an exception to raise, or None to store the rows (refusing those
+    whose report contains b"refuse-me")."""
+
+    def __init__(self, script=(), clock: FakeClock | None = None, write_seconds: float = 0.0) -> None:
+        self.script = list(script)
+        self.calls: list[list[Row]] = []
+        self.clock = clock
+        self.write_seconds = write_seconds
+
+    def write(self, rows: list[Row]) -> WriteResult:
+        self.calls.append(list(rows))
+        if self.clock is not None:
+            self.clock.now += self.write_seconds
+        step = self.script.pop(0) if self.script else None
+        if step is not None:
+            raise step
+        refused = [(row, "refused by the fake") for row in rows if b"refuse-me" in row.report]
+        return WriteResult(stored=len(rows) - len(refused), stored_bytes=sum(len(r.report) for r in rows),
+                           refused=refused)
+
+
+def retrying_write(writer, clock: FakeClock, limit: float = 0, stop: StopRequest | None = None):
+    retries: list[int] = []
+    write = RetryingWrite(writer, limit, is_stopping=lambda: stop is not None and stop.requested, sleep=clock.sleep,
+                          on_retry=lambda: retries.append(1), clock=clock)
+    return write, retries
+
+
+def rows_of(*numbers: int, **kwargs) -> list[Row]:
+    return parse_batch([valid(0, n, **kwargs) for n in numbers], NOW).rows
+
+
+def test_transient_errors_are_retried_with_the_same_backoff_as_before():
+    clock = FakeClock()
+    writer = ScriptedWriter([TransientDatabaseError("down"), TransientDatabaseError("down")], clock)
+    slept: list[float] = []
+    write = RetryingWrite(writer, 0, is_stopping=lambda: False, sleep=lambda s: (slept.append(s), clock.sleep(s)),
+                          clock=clock)
+    troubles: list[int] = []
+    outcome = write.write(rows_of(1, 2), on_trouble=lambda: troubles.append(1))
+    assert outcome.stored == 2 and len(writer.calls) == 3
+    assert troubles == [1]  # once per write, at the first retry
+    # 0.25 s doubling, plus up to 0.5 s of jitter (tenacity's wait_exponential_jitter, initial=0.25 before).
+    assert RETRY_FIRST_WAIT_S <= slept[0] <= RETRY_FIRST_WAIT_S + RETRY_JITTER_S
+    assert 2 * RETRY_FIRST_WAIT_S <= slept[1] <= 2 * RETRY_FIRST_WAIT_S + RETRY_JITTER_S
+
+
+def test_a_write_gives_up_at_its_deadline_without_sleeping_past_it():
+    clock = FakeClock()
+    writer = ScriptedWriter([TransientDatabaseError("down")] * 100, clock)
+    write, retries = retrying_write(writer, clock, limit=5)
+    started = clock.now
+    with pytest.raises(TransientDatabaseError):
+        write.write(rows_of(1))
+    assert clock.now - started < 5  # no sleep crossed the deadline
+    assert len(retries) == len(writer.calls) - 1 >= 3
+
+
+def test_a_timed_out_batch_is_split_and_its_halves_keep_one_deadline():
+    clock = FakeClock()
+    # Every write times out after 1 s: the 4 rows, then 2, then a single row retried until the deadline.
+    writer = ScriptedWriter([WriteTimedOut("slow")] * 100, clock, write_seconds=1)
+    write, _ = retrying_write(writer, clock, limit=3)
+    started = clock.now
+    with pytest.raises(WriteTimedOut):
+        write.write(rows_of(1, 2, 3, 4))
+    assert [len(rows) for rows in writer.calls[:3]] == [4, 2, 1]
+    last_attempt_started = started + sum(1 for _ in writer.calls[:-1])  # each write took 1 s of the fake clock
+    assert last_attempt_started - started <= 3 + 1  # one deadline, not one per half
+
+
+def test_a_timed_out_batch_written_in_halves():
+    clock = FakeClock()
+    writer = ScriptedWriter([WriteTimedOut("slow")], clock)
+    write, retries = retrying_write(writer, clock)
+    outcome = write.write(rows_of(1, 2, 3))
+    assert [len(rows) for rows in writer.calls] == [3, 1, 2]
+    assert outcome.stored == 3 and len(retries) == 1
+
+
+def test_stopping_ends_the_retries_at_once():
+    clock = FakeClock()
+    stop = StopRequest(20, clock)
+    writer = ScriptedWriter([TransientDatabaseError("down")] * 10, clock)
+    write, _ = retrying_write(writer, clock, stop=stop)
+    stop.request()
+    with pytest.raises(TransientDatabaseError):
+        write.write(rows_of(1))
+    assert len(writer.calls) == 1
+
+
+def test_refused_rows_come_back_by_position_and_a_repeat_of_a_refused_key_is_written():
+    clock = FakeClock()
+    writer = ScriptedWriter(clock=clock)
+    write, _ = retrying_write(writer, clock)
+    first, other, second, third = rows_of(1, 2, 1, 1)  # three rows with one key
+    first = Row(first.org_id, first.account_number, first.cluster, b'{"reports":["refuse-me"]}', first.updated_at, 10)
+    outcome = write.write([first, other, second, third])
+    assert outcome.refused == [(0, "refused by the fake")]
+    assert [len(rows) for rows in writer.calls] == [2, 1]  # round 2: the repeat of the refused key only
+    assert writer.calls[1][0] is second
+    assert outcome.stored == 2 and outcome.duplicates == 1  # third repeats the stored second
+
+
+# ---- commit --------------------------------------------------------------------------------------------------------
+
+
+class CommitConsumer:
+    """A consumer whose commits are answered on the next poll (as librdkafka's on_commit), scripted per commit:
+    None (committed), a KafkaError, or "silent" (never answered)."""
+
+    def __init__(self, answers: CommitAnswers, script=(), clock: FakeClock | None = None) -> None:
+        self.answers = answers
+        self.script = list(script)
+        self.commits: list[dict] = []
+        self.pending: list = []
+        self.clock = clock
+        self.on_poll = None
+
+    def commit(self, offsets, asynchronous):
+        assert asynchronous
+        self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        self.pending.append((self.script.pop(0) if self.script else None, offsets))
+
+    def poll(self, timeout):
+        if self.clock is not None:
+            self.clock.now += timeout
+        if self.on_poll is not None:
+            self.on_poll()
+        for answer, offsets in self.pending:
+            if not isinstance(answer, str):  # "silent": never answered
+                self.answers.on_commit(answer, offsets)
+        self.pending = []
+        return None
+
+    def assignment(self):
+        return []
+
+    def pause(self, partitions):
+        pass
+
+    def resume(self, partitions):
+        pass
+
+
+def committer(script=(), assigned=(T0, T1)):
+    clock = FakeClock()
+    answers = CommitAnswers()
+    consumer = CommitConsumer(answers, script, clock)
+    book = PartitionBook()
+    book.assign(assigned)
+    stop = StopRequest(20, clock)
+    poller = Poller(consumer, polled=lambda: None, clock=clock)
+    numbers = metrics()
+    stage = OffsetCommitter(consumer, answers, book, poller, stop, numbers, 100, contextlib.nullcontext, clock)
+    return stage, consumer, book, numbers
+
+
+def test_a_commit_answered_ok_leaves_nothing_uncommitted():
+    stage, consumer, book, numbers = committer()
+    stage.commit({T0: 5, Partition("t", 9): 3})  # t[9]: not ours
+    assert consumer.commits == [{("t", 0): 5}]
+    assert book.uncommitted == {} and value(numbers.commit_failures) == 0 and value(numbers.last_commit) > 0
+
+
+def test_a_refused_commit_is_counted_and_its_offsets_go_with_the_next():
+    stage, consumer, book, numbers = committer([KafkaError(KafkaError.REBALANCE_IN_PROGRESS)])
+    stage.commit({T0: 5})
+    assert book.uncommitted == {T0: 5} and value(numbers.commit_failures) == 1
+    stage.commit({T1: 2})
+    assert consumer.commits[-1] == {("t", 0): 5, ("t", 1): 2}
+    assert book.uncommitted == {}
+
+
+def test_an_unanswered_commit_fails_after_the_wait():
+    stage, consumer, book, numbers = committer(["silent"])
+    clock = consumer.clock
+    started = clock.now
+    stage.commit({T0: 5})
+    assert COMMIT_WAIT_S <= clock.now - started < COMMIT_WAIT_S + 1
+    assert book.uncommitted == {T0: 5} and value(numbers.commit_failures) == 1
+
+
+def test_a_partition_revoked_while_the_answer_is_waited_for_is_not_retried():
+    stage, consumer, book, _ = committer([KafkaError(KafkaError.REBALANCE_IN_PROGRESS)])
+    consumer.on_poll = lambda: book.revoke([T1])
+    stage.commit({T0: 5, T1: 6})
+    assert book.uncommitted == {T0: 5}
+
+
+def test_a_fatal_commit_answer_is_raised():
+    stage, _, book, _ = committer([KafkaError(KafkaError._FATAL, "fenced", fatal=True)])
+    with pytest.raises(KafkaException):
+        stage.commit({T0: 5})
+
+
+# ---- count and track -----------------------------------------------------------------------------------------------
+
+
+class RecordingTracker:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple[str, ...]]] = []
+
+    def send(self, request_id, updates):
+        self.sent.append((request_id, updates))
+
+    def serve(self):
+        pass
+
+
+def test_tracker_updates_of_stored_refused_and_rejected_messages():
+    rows = rows_of(1, 2, 3)
+    for row, request_id in zip(rows, ("stored", "refused", None), strict=True):
+        row.request_id = request_id
+    rejections = [(None, Rejection("refused_by_database", "no", request_id="refused")),
+                  (None, Rejection(INVALID_JSON, "bad", request_id="invalid"))]
+    tracker = RecordingTracker()
+    track(tracker, rows, {1}, rejections)  # type: ignore[arg-type]
+    assert tracker.sent == [("stored", STORED_UPDATES), ("refused", REJECTED_UPDATES), ("invalid", REJECTED_UPDATES)]
+
+
+def test_count_folds_in_batch_repeats_into_duplicates():
+    numbers = metrics()
+    rows = rows_of(1, 2)
+    count_batch(numbers, 3, rows, WriteOutcome(stored=1, stored_bytes=10, duplicates=1),
+                [(None, Rejection(INVALID_JSON, "bad"))])
+    assert value(numbers.original["consumed_messages"]) == 3
+    assert value(numbers.original["stored_messages"]) == 1 and value(numbers.duplicates) == 1
+    assert value(numbers.original["consuming_errors"]) == 1

@@ -1,0 +1,256 @@
+"""The worker's main loop with fakes of its collaborators (no Kafka, no PostgreSQL): batch N+1 is polled and parsed
+while batch N is written, offsets are committed in batch order after their own batch's write, a revocation drops
+what is not written yet, refused rows are dead-lettered with their own message, a failed write commits nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from confluent_kafka import TopicPartition
+from test_batch_stages import FakeMessage, valid
+
+from writer import exit_codes
+from writer.message import REFUSED_BY_DATABASE
+from writer.metrics import Metrics
+from writer.partitions import PartitionBook
+from writer.stages.commit import CommitAnswers, OffsetCommitter
+from writer.stages.poll import Poller
+from writer.stages.stop import StopRequest
+from writer.stages.write import RetryingWrite
+from writer.status import DATABASE_OK, WIDTH, WorkerStatus
+from writer.storage import FatalDatabaseError, TransientDatabaseError, WriteResult
+from writer.watchdog import Watchdog
+from writer.worker import Worker
+
+WAIT_S = 10  # bound of every wait for the worker's thread (a failing test fails, it does not hang)
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.005)
+
+
+class FakeConsumer:
+    """Hands out the scripted batches, one per consume(); answers commits on the next poll (as on_commit does);
+    assigns ``partitions`` at the first consume; ``revoke_on_poll`` revokes partitions inside the next poll()."""
+
+    def __init__(self, answers: CommitAnswers, batches: list[list[FakeMessage]], partitions=(0, 1)) -> None:
+        self.answers = answers
+        self.batches = list(batches)
+        self.delivered = 0
+        self.partitions = [TopicPartition("t", p) for p in partitions]
+        self.commits: list[dict] = []
+        self.paused_calls: list[list[int]] = []
+        self.resumed_calls: list[list[int]] = []
+        self.revoke_on_poll: list[int] | None = None
+        self.revoked = threading.Event()
+        self._pending: list = []
+        self._callbacks = None
+        self._assignment: list = []
+
+    def subscribe(self, topics, on_assign, on_revoke, on_lost):
+        self._callbacks = (on_assign, on_revoke)
+
+    def _serve(self) -> None:
+        if self._callbacks is not None and not self._assignment:
+            self._assignment = list(self.partitions)
+            self._callbacks[0](self, self.partitions)
+        for offsets in self._pending:
+            self.answers.on_commit(None, offsets)
+        self._pending = []
+
+    def consume(self, num_messages, timeout):
+        self._serve()
+        if self.batches:
+            self.delivered += 1
+            return self.batches.pop(0)
+        time.sleep(min(timeout, 0.01))
+        return []
+
+    def poll(self, timeout):
+        self._serve()
+        if self.revoke_on_poll is not None:
+            revoked = [tp for tp in self._assignment if tp.partition in self.revoke_on_poll]
+            self.revoke_on_poll = None
+            self._assignment = [tp for tp in self._assignment if tp not in revoked]
+            self._callbacks[1](self, revoked)
+            self.revoked.set()
+        time.sleep(min(timeout, 0.01))
+        return None
+
+    def commit(self, offsets, asynchronous):
+        self.commits.append({tp.partition: tp.offset for tp in offsets})
+        self._pending.append(offsets)
+
+    def assignment(self):
+        return list(self._assignment)
+
+    def pause(self, partitions):
+        self.paused_calls.append([tp.partition for tp in partitions])
+
+    def resume(self, partitions):
+        self.resumed_calls.append([tp.partition for tp in partitions])
+
+    def assign(self, partitions):
+        self._assignment = list(partitions)
+
+    incremental_assign = assign
+
+    def close(self):
+        pass
+
+
+class GatedWriter:
+    """A BatchWriter: each write waits for its gate (when one is set), then raises what is scripted for it or
+    stores the rows (refusing those at ``refuse_offsets``)."""
+
+    def __init__(self, script=None, refuse_offsets=()) -> None:
+        self.calls: list[list] = []
+        self.gates: dict[int, threading.Event] = {}
+        self.script = script or {}
+        self.refuse_offsets = set(refuse_offsets)
+        self.watchdog = Watchdog()
+
+    def write(self, rows):
+        number = len(self.calls)
+        self.calls.append(list(rows))
+        if number in self.gates:
+            assert self.gates[number].wait(WAIT_S), f"write {number} never released"
+        failure = self.script.get(number)
+        if failure is not None:
+            raise failure
+        refused = [(row, "refused by the fake") for row in rows if row.kafka_offset in self.refuse_offsets]
+        return WriteResult(stored=len(rows) - len(refused), refused=refused)
+
+    def close(self):
+        pass
+
+
+class RecordingDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, message, rejection):
+        self.sent.append((message, rejection))
+
+    def flush(self, timeout):
+        return len(self.sent)
+
+
+def build(batches, writer: GatedWriter, dead_letters=None, batch_size: int = 2):
+    answers = CommitAnswers()
+    consumer = FakeConsumer(answers, batches)
+    slots = [0.0] * WIDTH
+    heartbeat = WorkerStatus(slots, 0)
+    metrics = Metrics(f"unit_{uuid.uuid4().hex[:8]}")
+    book = PartitionBook()
+    stop = StopRequest(20)
+    poller = Poller(consumer, heartbeat.polled)
+    committer = OffsetCommitter(consumer, answers, book, poller, stop, metrics, batch_size, heartbeat.waiting_for_kafka)
+    writes = RetryingWrite(writer, 30, is_stopping=lambda: stop.requested, sleep=stop.sleep,
+                           waiting_for_database=heartbeat.waiting_for_database)
+    worker = Worker(consumer=consumer, poller=poller, committer=committer, book=book, writes=writes,
+                    dead_letters=dead_letters, dead_letter_producer=None, tracker=None, metrics=metrics,
+                    heartbeat=heartbeat, stop=stop, topic="t", batch_size=batch_size, batch_timeout_s=0.05,
+                    eager_rebalancing=False)
+    return worker, consumer, slots
+
+
+class Running:
+    """``worker.run()`` in a thread of its own (the test's thread plays the outside world)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.exit_code: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.exit_code = self.worker.run()
+
+    def stop(self) -> int | None:
+        self.worker.request_stop()
+        self.thread.join(WAIT_S)
+        assert not self.thread.is_alive(), "the worker did not stop"
+        return self.exit_code
+
+
+def test_the_next_batch_is_polled_while_one_is_written_and_offsets_follow_their_writes_in_order():
+    writer = GatedWriter()
+    writer.gates = {0: threading.Event(), 1: threading.Event()}
+    batches = [[valid(0, 0), valid(0, 1)], [valid(0, 2), valid(0, 3)], [valid(0, 4), valid(1, 0)]]
+    worker, consumer, _ = build(batches, writer)
+    running = Running(worker)
+    wait_until(lambda: len(writer.calls) == 1, "the first write")
+    wait_until(lambda: consumer.delivered == 2, "the second batch polled while the first is written")
+    assert consumer.commits == []  # the first batch's write has not ended
+    assert len(writer.calls) == 1  # one write in flight at most
+    writer.gates[0].set()
+    wait_until(lambda: len(writer.calls) == 2, "the second write")
+    wait_until(lambda: consumer.commits == [{0: 2}], "the first batch's commit")
+    wait_until(lambda: consumer.delivered == 3, "the third batch polled while the second is written")
+    assert consumer.commits == [{0: 2}]  # nothing of the second batch before its write ended
+    writer.gates[1].set()
+    wait_until(lambda: len(consumer.commits) == 3, "the last commits")
+    assert running.stop() == exit_codes.OK
+    assert consumer.commits == [{0: 2}, {0: 4}, {0: 5, 1: 1}]
+    assert [[row.kafka_offset for row in rows] for rows in writer.calls] == [[0, 1], [2, 3], [4, 0]]
+
+
+def test_a_revocation_during_a_retried_write_drops_what_is_not_written_and_commits_nothing_of_it():
+    release = threading.Event()
+    writer = GatedWriter(script={0: TransientDatabaseError("down")})
+    writer.gates = {1: release}  # the retry of the first batch waits until the revocation happened
+    batches = [[valid(0, 0), valid(1, 0)], [valid(0, 1), valid(1, 1)]]
+    worker, consumer, slots = build(batches, writer)
+    consumer.revoke_on_poll = [1]  # the first poll() is the one serving the group during the retry
+    running = Running(worker)
+    assert consumer.revoked.wait(WAIT_S), "no poll during the retry"
+    assert slots[DATABASE_OK] == 0  # the heartbeat says the database is failing meanwhile
+    release.set()
+    wait_until(lambda: len(consumer.commits) == 2, "both batches committed")
+    assert running.stop() == exit_codes.OK
+    # The first batch's rows of t[1] are stored (the write was in flight) but its offset is left to the next owner;
+    # the second batch's message of t[1] was never written.
+    assert consumer.commits == [{0: 1}, {0: 2}]
+    assert [[row.kafka_offset for row in rows] for rows in writer.calls] == [[0, 0], [0, 0], [1]]
+    assert consumer.paused_calls and consumer.resumed_calls  # paused during the retry, resumed after
+    assert slots[DATABASE_OK] == 1
+
+
+def test_a_row_the_database_refuses_is_dead_lettered_with_its_own_message():
+    writer = GatedWriter(refuse_offsets={7})
+    letters = RecordingDeadLetters()
+    batches = [[valid(0, 6), valid(1, 7, number=8), FakeMessage(0, 9, b"not json")]]
+    worker, consumer, _ = build(batches, writer, letters, batch_size=3)
+    running = Running(worker)
+    wait_until(lambda: consumer.commits, "the batch committed")
+    assert running.stop() == exit_codes.OK
+    assert [(m.partition(), m.offset(), r.reason) for m, r in letters.sent] == [
+        (0, 9, "invalid_json"), (1, 7, REFUSED_BY_DATABASE)]
+    assert consumer.commits == [{0: 10, 1: 8}]
+
+
+def test_a_failed_write_stops_the_worker_and_commits_nothing_from_its_batch_on():
+    writer = GatedWriter(script={1: FatalDatabaseError("no such table")})
+    batches = [[valid(0, 0), valid(0, 1)], [valid(0, 2), valid(0, 3)], [valid(0, 4), valid(0, 5)]]
+    worker, consumer, _ = build(batches, writer)
+    running = Running(worker)
+    running.thread.join(WAIT_S)
+    assert running.exit_code == exit_codes.STORAGE_ERROR
+    assert consumer.commits == [{0: 2}]
+    assert len(writer.calls) == 2  # the batch after the failed one is not written
+
+
+def test_a_stop_during_a_retry_ends_the_retry_and_commits_nothing():
+    writer = GatedWriter(script={n: TransientDatabaseError("down") for n in range(1000)})
+    batches = [[valid(0, 0), valid(0, 1)]]
+    worker, consumer, _ = build(batches, writer)
+    running = Running(worker)
+    wait_until(lambda: len(writer.calls) >= 2, "a retry")
+    assert running.stop() == exit_codes.OK  # a stop is no failure: the batch is consumed again after the restart
+    assert consumer.commits == []
