@@ -113,6 +113,65 @@ def test_dropping_revoked_partitions_from_a_parsed_batch():
     assert batch.rejections == [] and batch.next_offsets == {T0: 3} and batch.consumed == 2
 
 
+# ---- poll ----------------------------------------------------------------------------------------------------------
+
+
+class BatchConsumer:
+    """consume() hands out the scripted lists in turn; pause/resume are recorded."""
+
+    def __init__(self, batches) -> None:
+        self.batches = list(batches)
+        self.paused: list[list[int]] = []
+        self.resumed: list[list[int]] = []
+
+    def consume(self, num_messages, timeout):
+        return self.batches.pop(0)[:num_messages] if self.batches else []
+
+    def assignment(self):
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition("t", 0), TopicPartition("t", 1)]
+
+    def pause(self, partitions):
+        self.paused.append([tp.partition for tp in partitions])
+
+    def resume(self, partitions):
+        self.resumed.append([tp.partition for tp in partitions])
+
+
+def test_gather_takes_carried_messages_first_and_fills_the_batch():
+    consumer = BatchConsumer([[valid(0, 5), valid(0, 6), valid(0, 7)]])
+    poller = Poller(consumer, polled=lambda: None)
+    poller.carry_over = [valid(0, 3), valid(0, 4)]
+    assert [m.offset() for m in poller.gather(4, 0.1)] == [3, 4, 5, 6]
+    assert [m.offset() for m in poller.gather(4, 0.1)] == []  # the fake's rest went with the first consume
+
+
+def test_a_revocation_while_a_batch_is_gathered_drops_its_messages_of_the_revoked_partitions():
+    consumer = BatchConsumer([[valid(0, 1), valid(1, 1)], [valid(0, 2)]])
+    poller = Poller(consumer, polled=lambda: None)
+    turns: list[int] = []
+
+    def between():  # the worker finishing a written batch: its offset commit's wait serves a revocation
+        turns.append(1)
+        if len(turns) == 2:
+            poller.drop({T1})
+
+    messages = poller.gather(3, 1.0, between)
+    assert [(m.partition(), m.offset()) for m in messages] == [(0, 1), (0, 2)]
+
+
+def test_partitions_stay_paused_while_any_reason_holds():
+    consumer = BatchConsumer([])
+    poller = Poller(consumer, polled=lambda: None, resumable=lambda partitions: partitions[:1])
+    poller.pause("write retried")
+    poller.pause("commit late")
+    poller.resume("write retried")
+    assert poller.paused and consumer.paused == [[0, 1]] and consumer.resumed == []
+    poller.resume("commit late")
+    assert not poller.paused and consumer.resumed == [[0]]  # what ``resumable`` lets through (a replay's unfinished)
+
+
 # ---- write ---------------------------------------------------------------------------------------------------------
 
 

@@ -10,8 +10,9 @@ poll, pause, resume and commit happens there.
 - While a reason to pause holds (a write being retried, a late offset
   commit), every assigned partition is paused and ``poll`` only serves the
   group protocol and callbacks; a message it still returns is carried over.
-- ``drop`` forgets carried-over messages of revoked partitions: their next
-  owner reads them again.
+- ``drop`` forgets polled messages of revoked partitions not handed out yet
+  (carried over, or in the batch being gathered): their next owner reads
+  them again.
 """
 
 from __future__ import annotations
@@ -39,25 +40,28 @@ class Poller:
         self._clock = clock
         self.carry_over: list[Message] = []  # polled, not handled yet: the next batches take them first
         self._pause_reasons: set[str] = set()
+        self._gathered: list[Message] = []  # the batch ``gather`` is filling
 
     def gather(self, batch_size: int, timeout: float, between: Callable[[], None] | None = None) -> list[Message]:
         """Up to ``batch_size`` messages, waiting at most ``timeout`` seconds; see the module docstring."""
-        messages = self._take_carried(batch_size)
+        # An attribute, not a local: a revocation inside ``between`` (an offset commit's wait) drops from it too.
+        self._gathered = self._take_carried(batch_size)
         deadline = self._clock() + timeout
-        while len(messages) < batch_size:
+        while len(self._gathered) < batch_size:
             if between is not None:
                 between()
-                messages += self._take_carried(batch_size - len(messages))
-                if len(messages) >= batch_size:
+                self._gathered += self._take_carried(batch_size - len(self._gathered))
+                if len(self._gathered) >= batch_size:
                     break
             left = deadline - self._clock()
             if left <= 0:
                 break
             wait = min(left, POLL_SLICE_S) if between is not None else left
-            messages += self.consumer.consume(num_messages=batch_size - len(messages), timeout=wait)
+            self._gathered += self.consumer.consume(num_messages=batch_size - len(self._gathered), timeout=wait)
             self._polled()
             if between is None:
                 break
+        messages, self._gathered = self._gathered, []
         return messages
 
     def _take_carried(self, count: int) -> list[Message]:
@@ -88,4 +92,6 @@ class Poller:
             self.consumer.resume(self._resumable(self.consumer.assignment()))
 
     def drop(self, partitions: set[Partition]) -> None:
+        """Forget the polled messages of ``partitions`` not handed out yet."""
         self.carry_over = [m for m in self.carry_over if Partition(m.topic(), m.partition()) not in partitions]
+        self._gathered = [m for m in self._gathered if Partition(m.topic(), m.partition()) not in partitions]
