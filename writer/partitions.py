@@ -7,7 +7,7 @@ What the book guarantees (``PartitionBook``):
 
 - only partitions this worker owns are committed (``offsets_to_commit``): a
   revoked partition's offsets are its next owner's business;
-- the offsets of a stored batch whose commit failed are kept (``commit_failed``)
+- the offsets of a stored batch whose commit failed are kept (``keep_uncommitted``)
   and committed with the next batch, or on their own while idle, never lost
   while the partition stays owned, and forgotten when it is revoked;
 - offsets never go backwards within what the book merges (a higher offset wins).
@@ -63,13 +63,14 @@ class PartitionBook:
     def offsets_to_commit(self, batch: Mapping[Partition, int]) -> NextOffsets:
         """What to commit now: ``batch`` merged with earlier uncommitted offsets, for owned partitions only.
 
-        The uncommitted offsets are handed over: call ``commit_failed`` if this commit fails too."""
+        The uncommitted offsets are handed over: call ``keep_uncommitted`` if this commit fails too."""
         offsets = merged(self.uncommitted, batch)
         self.uncommitted = {}
         return {partition: offset for partition, offset in offsets.items() if partition in self.assigned}
 
-    def commit_failed(self, offsets: Mapping[Partition, int]) -> None:
-        """Keep ``offsets`` for the next commit, except those of partitions revoked meanwhile."""
+    def keep_uncommitted(self, offsets: Mapping[Partition, int]) -> None:
+        """Keep ``offsets`` for the next commit (theirs failed, or was not tried), except those of partitions
+        revoked meanwhile."""
         self.uncommitted = merged(
             self.uncommitted, {partition: offset for partition, offset in offsets.items() if partition in self.assigned}
         )

@@ -34,11 +34,16 @@ the order they were polled, so offsets are committed in batch order, each
 after the database commit of its own batch. The consumer (polls, callbacks,
 offset commits) and the producers are used by this thread only.
 
-Revocation (``_on_revoke``, inside a poll of this thread): messages of the
-revoked partitions polled but not written (carried over, or in the parsed
-batch waiting for the write thread) are dropped uncommitted; the write in
-flight goes on, but its offsets of those partitions are dropped too: their
-next owner reads those messages again and skips them as duplicates.
+Revocation (``_on_revoke``, inside a poll of this thread), before the
+callback returns: the write in flight ends (at most ``REVOKE_WAIT_S``, or
+the stop bound) and its batch is finished there, the offsets of the revoked
+partitions committed without waiting for the answer (a rebalance callback
+cannot poll; the others are committed with the next batch). A write being
+retried is not waited for: its rows are still written, but its offsets of
+the revoked partitions are dropped, as is everything of them polled but not
+written (carried over, gathered, or parsed and waiting for the write
+thread): their next owner reads those messages again (and skips what is
+stored as duplicates).
 
 Stop time: a worker exits within ``shutdown_timeout_s`` (default 20 s) of
 SIGTERM in every state (``stages.stop``). The retry sleep ends at once and no
@@ -71,7 +76,7 @@ from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.memory import peak_rss_kib
 from writer.message import REFUSED_BY_DATABASE, Rejection
 from writer.metrics import NO_LONGER_OWNED, Metrics
-from writer.partitions import Partition, PartitionBook, without
+from writer.partitions import NextOffsets, Partition, PartitionBook, without
 from writer.replay_worker import ReplayScope
 from writer.stages.commit import OffsetCommitter, describe
 from writer.stages.count import count_batch
@@ -98,6 +103,9 @@ _PAUSE_FOR_RETRY = "database write retried"
 # After a stop request, the watchdog cuts a write at half the shutdown timeout; a write thread still busy this
 # long after that is left behind (its batch uncommitted), so closing keeps its time.
 _WATCHDOG_GRACE_S = 1.0
+# A revocation waits this long at most for the write in flight (a healthy batch takes well under a second); a
+# longer write goes on, but its offsets of the revoked partitions are left to their next owner.
+REVOKE_WAIT_S = 10.0
 # Closing: at most this long serving a rebalance so the last offsets get through, then for the producers' flushes.
 CLOSE_COMMIT_S = 5.0
 CLOSE_DEAD_LETTERS_FLUSH_S = 5.0
@@ -304,8 +312,10 @@ class Worker:
         job.in_trouble = True
         self.heartbeat.database_ok(False)
 
-    def _finish(self, job: Job) -> None:
-        """Steps 3-5 of a batch whose write ended (its error raised): dead letters, counts, commit, tracker."""
+    def _finish(self, job: Job, revoking: set[Partition] | None = None) -> None:
+        """Steps 3-5 of a batch whose write ended (its error raised): dead letters, counts, commit, tracker.
+
+        ``revoking``: inside a revocation of these partitions (see the module docstring)."""
         outcome = job.result()
         batch = job.batch
         if batch.consumed:
@@ -321,15 +331,36 @@ class Worker:
             # Counted before the offset commit: the rows are stored already, and whoever sees the commit sees the
             # counts.
             count_batch(self.metrics, batch.consumed, rows, outcome, rejections)
-            self.committer.commit(batch.next_offsets)
+            self._commit(batch.next_offsets, revoking)
             if self.tracker is not None:
                 track(self.tracker, rows, {position for position, _ in outcome.refused}, rejections)
             log.debug("batch done", extra={"messages": batch.consumed, "stored": outcome.stored,
                                            "duplicates": outcome.duplicates, "rejected": len(rejections)})
         elif batch.next_offsets:  # only skipped messages or ends of partitions in a replay: they are done with
-            self.committer.commit(batch.next_offsets)
+            self._commit(batch.next_offsets, revoking)
         if self.replay is not None and batch.replay is not None:
             self.replay.batch_finished(self.consumer, batch.replay)
+
+    def _commit(self, next_offsets: NextOffsets, revoking: set[Partition] | None) -> None:
+        if revoking is None:
+            self.committer.commit(next_offsets)
+            return
+        self.committer.commit_without_waiting({p: o for p, o in next_offsets.items() if p in revoking})
+        self.book.keep_uncommitted({p: o for p, o in next_offsets.items() if p not in revoking})
+
+    def _finish_before_revocation(self, revoked: set[Partition]) -> None:
+        """Inside a revocation: the write in flight ends and its batch is finished (see the module docstring)."""
+        job = self.in_flight
+        if job is None:
+            return
+        until = time.monotonic() + REVOKE_WAIT_S
+        while not job.in_trouble and not job.wait(_WRITE_WAIT_STEP_S):
+            if time.monotonic() >= until or (self.stop.requested and time.monotonic() >= self._give_up_waiting_at()):
+                break
+        if not job.done() or job.error is not None:
+            return  # dropped below; a failed write is raised once the main loop finishes it
+        self.in_flight = None
+        self._finish(job, revoked)
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
@@ -355,9 +386,10 @@ class Worker:
         log.info("partitions assigned: %s", describe(partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        # See "Revocation" in the module docstring: what is not written yet is dropped, the write in flight
-        # goes on but commits nothing of these partitions.
+        # See "Revocation" in the module docstring: the write in flight is finished if it ends in time, what is
+        # not written yet is dropped.
         revoked = {Partition(p.topic, p.partition) for p in partitions}
+        self._finish_before_revocation(revoked)
         self.book.revoke(revoked)
         self.poller.drop(revoked)
         if self.waiting is not None:

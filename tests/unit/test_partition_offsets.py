@@ -32,7 +32,7 @@ def test_a_failed_commit_is_merged_into_the_next_one():
     book = PartitionBook()
     book.assign([A0, A1])
     first = book.offsets_to_commit({A0: 3, A1: 4})
-    book.commit_failed(first)
+    book.keep_uncommitted(first)
     assert book.uncommitted == {A0: 3, A1: 4}
     # The next batch moved A0 further and did not touch A1: both go with it.
     assert book.offsets_to_commit({A0: 6}) == {A0: 6, A1: 4}
@@ -44,14 +44,14 @@ def test_a_partition_revoked_during_the_commit_is_not_kept_for_a_retry():
     book.assign([A0, A1])
     offsets = book.offsets_to_commit({A0: 3, A1: 4})
     book.revoke([A1])  # the rebalance came while the commit's answer was waited for
-    book.commit_failed(offsets)
+    book.keep_uncommitted(offsets)
     assert book.uncommitted == {A0: 3}
 
 
 def test_a_revocation_drops_the_uncommitted_offsets_of_its_partitions():
     book = PartitionBook()
     book.assign([A0, A1, B0])
-    book.commit_failed({A0: 3, A1: 4, B0: 1})
+    book.keep_uncommitted({A0: 3, A1: 4, B0: 1})
     book.revoke([A0, B0])
     assert book.uncommitted == {A1: 4}
     assert book.assigned == {A1}
@@ -63,5 +63,5 @@ def test_a_revocation_drops_the_uncommitted_offsets_of_its_partitions():
 def test_offsets_never_go_back_when_a_failed_commit_meets_an_older_batch():
     book = PartitionBook()
     book.assign([A0])
-    book.commit_failed({A0: 10})
+    book.keep_uncommitted({A0: 10})
     assert book.offsets_to_commit({A0: 7}) == {A0: 10}

@@ -36,7 +36,8 @@ def wait_until(condition, what: str) -> None:
 
 class FakeConsumer:
     """Hands out the scripted batches, one per consume(); answers commits on the next poll (as on_commit does);
-    assigns ``partitions`` at the first consume; ``revoke_on_poll`` revokes partitions inside the next poll()."""
+    assigns ``partitions`` at the first consume; ``revoke_on_poll`` (``revoke_on_consume``) revokes partitions inside
+    the next poll() (consume())."""
 
     def __init__(self, answers: CommitAnswers, batches: list[list[FakeMessage]], partitions=(0, 1)) -> None:
         self.answers = answers
@@ -47,6 +48,8 @@ class FakeConsumer:
         self.paused_calls: list[list[int]] = []
         self.resumed_calls: list[list[int]] = []
         self.revoke_on_poll: list[int] | None = None
+        self.revoke_on_consume: list[int] | None = None
+        self.revoking = threading.Event()
         self.revoked = threading.Event()
         self._pending: list = []
         self._callbacks = None
@@ -63,8 +66,18 @@ class FakeConsumer:
             self.answers.on_commit(None, offsets)
         self._pending = []
 
+    def _revoke(self, numbers: list[int]) -> None:
+        self.revoking.set()
+        revoked = [tp for tp in self._assignment if tp.partition in numbers]
+        self._assignment = [tp for tp in self._assignment if tp not in revoked]
+        self._callbacks[1](self, revoked)
+        self.revoked.set()
+
     def consume(self, num_messages, timeout):
         self._serve()
+        if self.revoke_on_consume is not None:
+            numbers, self.revoke_on_consume = self.revoke_on_consume, None
+            self._revoke(numbers)
         if self.batches:
             self.delivered += 1
             return self.batches.pop(0)
@@ -74,11 +87,8 @@ class FakeConsumer:
     def poll(self, timeout):
         self._serve()
         if self.revoke_on_poll is not None:
-            revoked = [tp for tp in self._assignment if tp.partition in self.revoke_on_poll]
-            self.revoke_on_poll = None
-            self._assignment = [tp for tp in self._assignment if tp not in revoked]
-            self._callbacks[1](self, revoked)
-            self.revoked.set()
+            numbers, self.revoke_on_poll = self.revoke_on_poll, None
+            self._revoke(numbers)
         time.sleep(min(timeout, 0.01))
         return None
 
@@ -220,6 +230,26 @@ def test_a_revocation_during_a_retried_write_drops_what_is_not_written_and_commi
     assert [[row.kafka_offset for row in rows] for rows in writer.calls] == [[0, 0], [0, 0], [1]]
     assert consumer.paused_calls and consumer.resumed_calls  # paused during the retry, resumed after
     assert slots[DATABASE_OK] == 1
+
+
+def test_a_revocation_waits_for_the_write_in_flight_and_commits_its_offsets_of_the_revoked_partitions():
+    writer = GatedWriter()
+    writer.gates = {0: threading.Event()}
+    worker, consumer, _ = build([[valid(0, 0), valid(1, 0)]], writer)
+    running = Running(worker)
+    wait_until(lambda: len(writer.calls) == 1, "the first write")
+    consumer.revoke_on_consume = [1]  # the next consume, while the batch is written
+    assert consumer.revoking.wait(WAIT_S)
+    assert not consumer.revoked.is_set()  # the callback waits for the write in flight
+    writer.gates[0].set()
+    assert consumer.revoked.wait(WAIT_S)
+    # Before the callback returned: t[1]'s offset was committed (its answer not waited for: no poll in a callback).
+    assert consumer.commits == [{1: 1}]
+    consumer.batches.append([valid(0, 1)])
+    wait_until(lambda: len(consumer.commits) == 2, "the next batch's commit")
+    assert running.stop() == exit_codes.OK
+    assert consumer.commits[1] == {0: 2}  # t[0]'s offset of the first batch went with the next one
+    assert len(writer.calls) == 2
 
 
 def test_a_row_the_database_refuses_is_dead_lettered_with_its_own_message():

@@ -52,27 +52,40 @@ _PAUSE_REASON = "offset commit late"
 class CommitAnswers:
     """The consumer's ``on_commit`` callback (runs inside poll, in the consumer's thread): which commit answered how.
 
-    Made before the consumer (its configuration names the callback), read by the ``OffsetCommitter``."""
+    Made before the consumer (its configuration names the callback), read by the ``OffsetCommitter``. Commits are
+    numbered as sent; librdkafka answers them in that order."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.answered = 0
-        self.answer: KafkaError | None = None  # of the last commit sent, once answered
+        self.answer: KafkaError | None = None  # of the commit waited for, once answered
+        self._waited_for = 0
+        self._unwaited: set[int] = set()  # commits sent without waiting (a revocation's)
 
-    def expect(self) -> None:
-        """A commit was sent: its answer is the one waited for."""
+    def expect(self, wait: bool = True) -> int:
+        """A commit is sent; returns its number. ``wait``: its answer is the one waited for."""
         self.sent += 1
-        self.answer = None
+        if wait:
+            self._waited_for = self.sent
+            self.answer = None
+        else:
+            self._unwaited.add(self.sent)
+        return self.sent
 
-    @property
-    def waiting(self) -> bool:
-        return self.answered < self.sent
+    def waiting(self, number: int) -> bool:
+        return self.answered < number
 
     def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition] | None) -> None:
         self.answered += 1
-        if self.answered == self.sent:  # a late answer to a commit given up on changes nothing
-            failed = next((tp.error for tp in partitions or [] if tp.error is not None), None)
+        failed = next((tp.error for tp in partitions or [] if tp.error is not None), None)
+        if self.answered == self._waited_for:  # a late answer to a commit given up on changes nothing
             self.answer = error or failed
+        elif self.answered in self._unwaited:
+            self._unwaited.discard(self.answered)
+            problem = error or failed
+            if problem is not None:
+                log.info("offset commit of revoked partitions failed (%s); their next owner reads those messages "
+                         "again and skips them as duplicates", problem.str())
 
 
 class OffsetCommitter:
@@ -109,7 +122,7 @@ class OffsetCommitter:
         if failure is not None:
             # The rows are stored; whoever consumes these messages again skips them as duplicates. A partition
             # revoked during the wait is not kept: its next owner commits it.
-            self._book.commit_failed(offsets)
+            self._book.keep_uncommitted(offsets)
             self._metrics.commit_failures.inc()
             now = self._clock()
             if not retry or now - self._last_warning >= _COMMIT_WARNING_INTERVAL_S:
@@ -121,6 +134,26 @@ class OffsetCommitter:
             log.info("offset commit retried successfully: %s", describe(offsets))
         self._metrics.last_commit.set(time.time())
 
+    def commit_without_waiting(self, next_offsets: Mapping[Partition, int]) -> None:
+        """Send the commit of ``next_offsets`` (owned partitions only), without waiting for its answer.
+
+        Inside a rebalance callback, which cannot poll: for partitions about to be revoked, whose offsets would
+        otherwise be left to their next owner. A failure is logged, not retried (the partitions are gone)."""
+        offsets = {partition: offset for partition, offset in next_offsets.items() if self._book.owns(partition)}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=[TopicPartition(p.topic, p.number, o) for p, o in offsets.items()],
+                                 asynchronous=True)
+        except KafkaException as error:
+            if error.args[0].fatal():
+                raise
+            log.info("offset commit of revoked partitions failed (%s); their next owner reads those messages "
+                     "again and skips them as duplicates", error.args[0].str())
+            return
+        self._answers.expect(wait=False)
+        self._metrics.last_commit.set(time.time())
+
     def _commit_waiting(self, offsets: Mapping[Partition, int], deadline: float) -> str | None:
         """Commit ``offsets`` and poll until the answer or ``deadline``; returns why it failed, None if not.
 
@@ -128,11 +161,11 @@ class OffsetCommitter:
         answer once it is late with a batch carried, or ``CARRY_OVER_LIMIT`` messages are carried."""
         self.consumer.commit(offsets=[TopicPartition(p.topic, p.number, o) for p, o in offsets.items()],
                              asynchronous=True)
-        self._answers.expect()
+        number = self._answers.expect()
         late = self._clock() + COMMIT_PAUSE_AFTER_S
         carry_limit = max(self._batch_size, CARRY_OVER_LIMIT)
         try:
-            while self._answers.waiting:
+            while self._answers.waiting(number):
                 if self._stop.requested:  # SIGTERM during the wait: the stop bound wins
                     deadline = min(deadline, self._stop.deadline - 1)
                 remaining = deadline - self._clock()
