@@ -296,6 +296,9 @@ def test_workers_killed(migrated_database, kafka_bootstrap, topic, group, workdi
             victim = min(workers, key=lambda w: w.create_time())  # the oldest: alternates between slots
             victim.kill()
             killed.append(victim.pid)
+            gone_by = time.monotonic() + 10  # a process with threads takes a moment to die: counted alive meanwhile,
+            while any(w.pid == victim.pid for w in service.workers()) and time.monotonic() < gone_by:  # it would be
+                time.sleep(0.05)  # picked (and killed) twice
             last_fault = time.monotonic()
             service.wait_workers(2)  # restarted (or the replay finished)
         status = service.wait(drain_timeout(messages))

@@ -22,8 +22,11 @@ end), so waiting for the message at ``end - 1`` could last for ever.
 
 ``batch_finished`` publishes the partitions' positions and finished flags of
 one batch (its ``ReplayProgress``) to the supervisor once the batch is stored
-and committed (or, in a dry run, counted); a worker that dies before that
-leaves them where they were, and the partition is read again from there. A
+and its offsets committed (or, in a dry run, counted); a worker that dies
+before that leaves them where they were, and the partition is read again from
+there. The worker holds back the progress of a partition whose offset commit
+failed until a later commit of it succeeds: published earlier, the replay
+could end (judged from the positions) with those offsets never committed. A
 batch is parsed while the one before it is still written, so each batch keeps
 its own progress; a partition whose window ended in a batch not yet finished
 admits nothing more meanwhile (``_ending``). A batch dropped before it was
@@ -62,6 +65,21 @@ class ReplayProgress:
         for partition in partitions:
             self.positions.pop(partition, None)
         self.finishing -= partitions
+
+    def add(self, later: ReplayProgress) -> None:
+        """Fold a later batch's progress into this one."""
+        for partition, position in later.positions.items():
+            self.positions[partition] = max(position, self.positions.get(partition, position))
+        self.finishing |= later.finishing
+        self.skipped += later.skipped
+
+    def take(self, partitions: set[int]) -> ReplayProgress:
+        """Hand over the progress of ``partitions`` (and the skipped count), keeping the rest."""
+        taken = ReplayProgress({p: o for p, o in self.positions.items() if p in partitions},
+                               self.finishing & partitions, self.skipped)
+        self.forget(partitions)
+        self.skipped = 0
+        return taken
 
 
 class ReplayScope:

@@ -77,7 +77,7 @@ from writer.memory import peak_rss_kib
 from writer.message import REFUSED_BY_DATABASE, Rejection
 from writer.metrics import NO_LONGER_OWNED, Metrics
 from writer.partitions import NextOffsets, Partition, PartitionBook, without
-from writer.replay_worker import ReplayScope
+from writer.replay_worker import ReplayProgress, ReplayScope
 from writer.stages.commit import OffsetCommitter, describe
 from writer.stages.count import count_batch
 from writer.stages.dead_letter import DEAD_LETTER_FLUSH_S, dead_letter
@@ -141,6 +141,8 @@ class Worker:
         self.write_thread: WriteThread[ParsedBatch, WriteOutcome] = WriteThread(self._write)
         self.in_flight: Job | None = None  # handed to the write thread, not finished yet
         self.waiting: ParsedBatch | None = None  # parsed, waiting for the write in flight to end
+        # A replay's progress of partitions whose offset commit failed: published once a commit of them succeeds.
+        self.unpublished = ReplayProgress()
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -206,6 +208,7 @@ class Worker:
         self._finish_if_written()
         if self.in_flight is None and self.book.uncommitted:
             self.committer.commit({}, retry=True)
+            self._publish(None)
         if self.tracker is not None:
             self.tracker.serve()  # delivery reports (drops) are counted while idle too
 
@@ -217,6 +220,7 @@ class Worker:
             while self.book.uncommitted and time.monotonic() < deadline:
                 self.consumer.poll(0.2)  # a message polled here is not committed: it is consumed again later
                 self.committer.commit({}, retry=True, until=deadline)
+                self._publish(None)
             self.consumer.close()  # leaves the group, so its partitions move at once
         except Exception as error:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", error)
@@ -338,8 +342,20 @@ class Worker:
                                            "duplicates": outcome.duplicates, "rejected": len(rejections)})
         elif batch.next_offsets:  # only skipped messages or ends of partitions in a replay: they are done with
             self._commit(batch.next_offsets, revoking)
-        if self.replay is not None and batch.replay is not None:
-            self.replay.batch_finished(self.consumer, batch.replay)
+        self._publish(batch.replay, revoking)
+
+    def _publish(self, progress: ReplayProgress | None, revoking: set[Partition] | None = None) -> None:
+        """A replay's progress to the supervisor, for the partitions whose offsets are committed (see
+        ``replay_worker``); a revoked partition's is left to its next owner (its commit is not waited for)."""
+        if self.replay is None:
+            return
+        if progress is not None:
+            self.unpublished.add(progress)
+        if revoking:
+            self.replay.forget(self.unpublished, {p.number for p in revoking if p.topic == self.topic})
+        committed = {number for number in self.unpublished.positions
+                     if Partition(self.topic, number) not in self.book.uncommitted}
+        self.replay.batch_finished(self.consumer, self.unpublished.take(committed))
 
     def _commit(self, next_offsets: NextOffsets, revoking: set[Partition] | None) -> None:
         if revoking is None:
@@ -396,6 +412,8 @@ class Worker:
             self.waiting.drop(revoked)
             if self.replay is not None and self.waiting.replay is not None:
                 self.replay.forget(self.waiting.replay, {p.number for p in revoked if p.topic == self.topic})
+        if self.replay is not None:
+            self.replay.forget(self.unpublished, {p.number for p in revoked if p.topic == self.topic})
         if self.in_flight is not None:
             self.in_flight.batch.next_offsets = without(self.in_flight.batch.next_offsets, revoked)
         for p in partitions:

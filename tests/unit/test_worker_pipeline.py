@@ -7,14 +7,17 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from types import SimpleNamespace
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 from test_batch_stages import FakeMessage, valid
 
 from writer import exit_codes
 from writer.message import REFUSED_BY_DATABASE
 from writer.metrics import Metrics
 from writer.partitions import PartitionBook
+from writer.replay_options import Window
+from writer.replay_worker import ReplayScope
 from writer.stages.commit import CommitAnswers, OffsetCommitter
 from writer.stages.poll import Poller
 from writer.stages.stop import StopRequest
@@ -45,6 +48,7 @@ class FakeConsumer:
         self.delivered = 0
         self.partitions = [TopicPartition("t", p) for p in partitions]
         self.commits: list[dict] = []
+        self.commit_errors: list[KafkaError | None] = []  # the answers of the next commits (then: committed)
         self.paused_calls: list[list[int]] = []
         self.resumed_calls: list[list[int]] = []
         self.revoke_on_poll: list[int] | None = None
@@ -63,7 +67,7 @@ class FakeConsumer:
             self._assignment = list(self.partitions)
             self._callbacks[0](self, self.partitions)
         for offsets in self._pending:
-            self.answers.on_commit(None, offsets)
+            self.answers.on_commit(self.commit_errors.pop(0) if self.commit_errors else None, offsets)
         self._pending = []
 
     def _revoke(self, numbers: list[int]) -> None:
@@ -151,7 +155,7 @@ class RecordingDeadLetters:
         return len(self.sent)
 
 
-def build(batches, writer: GatedWriter, dead_letters=None, batch_size: int = 2):
+def build(batches, writer: GatedWriter, dead_letters=None, batch_size: int = 2, replay: ReplayScope | None = None):
     answers = CommitAnswers()
     consumer = FakeConsumer(answers, batches)
     slots = [0.0] * WIDTH
@@ -166,7 +170,7 @@ def build(batches, writer: GatedWriter, dead_letters=None, batch_size: int = 2):
     worker = Worker(consumer=consumer, poller=poller, committer=committer, book=book, writes=writes,
                     dead_letters=dead_letters, dead_letter_producer=None, tracker=None, metrics=metrics,
                     heartbeat=heartbeat, stop=stop, topic="t", batch_size=batch_size, batch_timeout_s=0.05,
-                    eager_rebalancing=False)
+                    eager_rebalancing=False, replay=replay)
     return worker, consumer, slots
 
 
@@ -284,3 +288,24 @@ def test_a_stop_during_a_retry_ends_the_retry_and_commits_nothing():
     wait_until(lambda: len(writer.calls) >= 2, "a retry")
     assert running.stop() == exit_codes.OK  # a stop is no failure: the batch is consumed again after the restart
     assert consumer.commits == []
+
+
+def test_a_replays_progress_is_published_only_once_its_offsets_are_committed():
+    """Published with a failed commit, the replay could end (judged from the positions) with offsets uncommitted
+    for ever: the worker dies, the next owner is stopped as soon as the positions say done."""
+    plan = SimpleNamespace(topic="t", ends={0: 10, 1: 10}, positions=[0, 0], finished=[0, 0], window=Window(),
+                           assign_explicitly=False, private_group=None, self_assigned=False, dry_run=False)
+    scope = ReplayScope(plan, 0, 1, f"unit_{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+    writer = GatedWriter()
+    writer.gates = {0: threading.Event()}
+    worker, consumer, _ = build([[valid(0, 0), valid(0, 1)]], writer, replay=scope)
+    consumer.commit_errors = [KafkaError(KafkaError.REBALANCE_IN_PROGRESS)] * 2
+    running = Running(worker)
+    wait_until(lambda: len(writer.calls) == 1, "the write")
+    writer.gates[0].set()
+    # The second commit (retried while idle) is sent once the batch was finished; it is refused too.
+    wait_until(lambda: len(consumer.commits) >= 2, "the commit retried while idle")
+    assert list(plan.positions) == [0, 0]  # stored, but its offsets not committed: not published
+    wait_until(lambda: list(plan.positions) == [2, 0], "the progress published after the third commit")
+    assert running.stop() == exit_codes.OK
+    assert consumer.commits == [{0: 2}] * 3
