@@ -1,5 +1,5 @@
 """Guarantees that need Kafka to fail in a precise way: the mock cluster's fault injection
-(tests/mock_cluster.py) makes exactly the next N requests of one kind fail.
+(tests/harness/mock_cluster.py) makes exactly the next N requests of one kind fail.
 
 - a dead-letter topic that refuses blocks the offset commit, the worker exits 3, nothing is lost;
 - a dead letter too large for the topic is sent without its value, saying so;
@@ -17,29 +17,22 @@ import json
 import multiprocessing
 import re
 import threading
-import uuid
 
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from faults_helpers import (
+from tests.harness.database import RowMonitor, stored_keys
+from tests.harness.kafka import (
     PARTITIONS,
-    RowMonitor,
-    Service,
-    committed,
-    compare,
-    consume_topic,
+    committed_offsets,
     end_offsets,
-    expected_key,
-    free_port,
     header,
+    nothing_committed,
     produce_raw,
-    service_env,
-    stored_keys,
-    wait_until,
+    read_topic,
 )
-from mock_cluster import (
+from tests.harness.mock_cluster import (
     GROUP_AUTHORIZATION_FAILED,
     MSG_SIZE_TOO_LARGE,
     OFFSET_COMMIT,
@@ -47,22 +40,12 @@ from mock_cluster import (
     POLICY_VIOLATION,
     PRODUCE,
     REBALANCE_IN_PROGRESS,
-    MockCluster,
 )
+from tests.harness.scenario import compare, expected_key
+from tests.harness.service import Service, free_port, service_env, wait_until
 from writer.sample_messages import encoded, message
 
 REASON = "ccx-rejection-reason"
-
-
-@pytest.fixture
-def kafka():
-    with MockCluster() as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def group():
-    return f"g-{uuid.uuid4().hex[:8]}"
 
 
 def stream(kafka, topic: str, valid: int, rejected: list[bytes], request_ids: bool = False):
@@ -114,7 +97,7 @@ def test_dead_letter_topic_refusing_blocks_the_commit_exits_3_and_loses_nothing(
     assert status == 3, service.stderr()[-3000:]
     assert any("dead letters not delivered, offsets not committed" in r["message"] for r in service.log_records())
     # No offset past a rejected message whose dead letter was refused.
-    offsets = committed(kafka.bootstrap_servers, topic, group)
+    offsets = committed_offsets(kafka.bootstrap_servers, topic, group)
     for partition, offset in rejected_at:
         assert offsets[partition] <= offset, (offsets, rejected_at)
     # After a restart (the topic accepts again): every row once, every rejection dead-lettered, all committed.
@@ -122,10 +105,10 @@ def test_dead_letter_topic_refusing_blocks_the_commit_exits_3_and_loses_nothing(
     status, service = replay(env, tmp_path)
     assert status == 0, service.stderr()[-3000:]
     assert compare(expected, stored_keys(migrated_database)) == {"lost": 0, "duplicated": 0, "unexpected": 0}
-    letters = consume_topic(kafka.bootstrap_servers, dead_letters)
+    letters = read_topic(kafka.bootstrap_servers, dead_letters)
     sources = {(int(header(m, "ccx-source-partition")), int(header(m, "ccx-source-offset"))) for m in letters}
     assert sources == set(rejected_at)
-    assert committed(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
+    assert committed_offsets(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
 
 
 def test_dead_letter_too_large_for_the_topic_goes_without_its_value(migrated_database, kafka, topic, group, tmp_path):
@@ -136,7 +119,7 @@ def test_dead_letter_too_large_for_the_topic_goes_without_its_value(migrated_dat
     kafka.push_request_errors(PRODUCE, MSG_SIZE_TOO_LARGE)  # the broker refuses the first dead letter's size
     status, service = replay(env, tmp_path)
     assert status == 0, service.stderr()[-3000:]
-    letters = consume_topic(kafka.bootstrap_servers, dead_letters)
+    letters = read_topic(kafka.bootstrap_servers, dead_letters)
     assert len(letters) == 1
     letter = letters[0]
     assert letter.value() is None and letter.key() == b"bad"
@@ -144,7 +127,7 @@ def test_dead_letter_too_large_for_the_topic_goes_without_its_value(migrated_dat
     assert header(letter, REASON) == b"not_an_object"
     assert (int(header(letter, "ccx-source-partition")), int(header(letter, "ccx-source-offset"))) == rejected_at[0]
     assert header(letter, "origin") is None  # the original headers go too (they may be what is too large)
-    assert committed(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
+    assert committed_offsets(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
 
 
 # ---- offset commits -------------------------------------------------------------------------------------------
@@ -160,7 +143,7 @@ def test_refused_commit_of_the_last_batch_is_retried_while_idle_and_counted(
     try:
         service.wait_http()
         # No message comes after the stream: only the idle retry can commit it, with the service running.
-        wait_until(lambda: committed(kafka.bootstrap_servers, topic, group)[0] == 30, 60,
+        wait_until(lambda: committed_offsets(kafka.bootstrap_servers, topic, group)[0] == 30, 60,
                    message="the last batch's offsets to be committed while idle")
         assert service.process.poll() is None
         metrics = service.metrics()
@@ -227,11 +210,11 @@ def committed_past_injected_errors(bootstrap: str, topic: str, group: str, injec
     replay did not meet."""
     for _ in range(injected):
         try:
-            return committed(bootstrap, topic, group)
+            return committed_offsets(bootstrap, topic, group)
         except KafkaException as error:
             if error.args[0].code() != KafkaError.GROUP_AUTHORIZATION_FAILED:
                 raise
-    return committed(bootstrap, topic, group)
+    return committed_offsets(bootstrap, topic, group)
 
 
 # ---- payload tracker ----------------------------------------------------------------------------------------------
@@ -265,7 +248,7 @@ def test_tracker_statuses_of_stored_rejected_and_refused_messages(migrated_datab
     status, service = replay(env, tmp_path)
     assert status == 0, service.stderr()[-3000:]
     by_request: dict[str, list[str]] = {}
-    for record in consume_topic(kafka.bootstrap_servers, statuses):  # keyed by request id: in order per id
+    for record in read_topic(kafka.bootstrap_servers, statuses):  # keyed by request id: in order per id
         body = json.loads(record.value())
         assert record.key() == body["request_id"].encode() and body["service"] == "svc-x"
         datetime.datetime.fromisoformat(body["date"])
@@ -286,7 +269,7 @@ def test_tracker_refusing_never_holds_up_storage(migrated_database, kafka, topic
     status, service = replay(env, tmp_path)
     assert status == 0, service.stderr()[-3000:]
     assert compare(expected, stored_keys(migrated_database)) == {"lost": 0, "duplicated": 0, "unexpected": 0}
-    assert committed(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
+    assert committed_offsets(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
     # Drops are counted, not silent: each warning says how many statuses to which topic were dropped.
     dropped = [re.fullmatch(rf"payload tracker: (\d+) status messages to {re.escape(topic)}\.status dropped \(.+\)",
                             r["message"]) for r in service.log_records() if r["message"].startswith("payload tracker:")]
@@ -326,7 +309,7 @@ def test_a_batch_of_only_error_events_is_counted_and_commits_nothing(worker, kaf
     assert _value(worker.metrics.original["consumed_messages"]) == 0
     assert worker.uncommitted == {}
     worker.consumer.close()
-    assert committed(kafka.bootstrap_servers, topic, group) == {p: 0 for p in range(PARTITIONS)}
+    assert nothing_committed(committed_offsets(kafka.bootstrap_servers, topic, group))
 
 
 class FatalConsumer:
@@ -365,7 +348,7 @@ def test_a_fatal_error_from_a_commit_stops_the_worker_with_2(worker, kafka, topi
         timer.cancel()
     assert worker.consumer.calls == ["commit"]  # not retried: a fatal error is final
     assert len(stored_keys(migrated_database)) == 5  # stored; consumed again later, skipped as duplicates
-    assert committed(kafka.bootstrap_servers, topic, group)[0] == 0
+    assert nothing_committed({0: committed_offsets(kafka.bootstrap_servers, topic, group)[0]})
 
 
 def test_a_fatal_error_from_consume_stops_the_worker_with_2(worker, kafka, topic):

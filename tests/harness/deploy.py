@@ -3,7 +3,6 @@ directory that holds the image's ``./ccx-notification-writer`` launcher; reading
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import subprocess
@@ -12,7 +11,9 @@ from pathlib import Path
 
 import psycopg
 
-ROOT = Path(__file__).resolve().parent.parent
+from writer.testing.environment import without_writer_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "CCX_NOTIFICATION_WRITER__"
 LAUNCHER = ROOT / "deploy" / "image" / "ccx-notification-writer"
 
@@ -62,8 +63,7 @@ def launcher_dir(base: Path) -> Path:
 
 
 def run_sh(script: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CCX_NOTIFICATION_WRITER") and k != "ACG_CONFIG"}
-    clean.update(env)
+    clean = {**without_writer_settings(), **env}
     clean["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # python3 of this environment, as in the image
     return subprocess.run(["/bin/sh", "-c", script], cwd=str(cwd), env=clean, capture_output=True, text=True,
                           timeout=timeout)

@@ -1,4 +1,4 @@
-"""A stand-in for the original's consumer (Go, sarama), run as a subprocess by tests/test_switch_over.py.
+"""A stand-in for the original's consumer (Go, sarama), run as a subprocess by tests/integration/test_switch_over.py.
 
 It behaves as the original does where a switch-over depends on it:
 - the eager "range" assignor (sarama's default);
@@ -9,7 +9,7 @@ It behaves as the original does where a switch-over depends on it:
   so the consumer is never closed, its last marks are not committed, and its member stays in the group
   until the session times out.
 
-Usage: python -m tests.original_standin GROUP TOPIC HANDLE   (database and broker from the environment,
+Usage: python -m tests.harness.original_standin GROUP TOPIC HANDLE   (database and broker from the environment,
 as the service reads them). Prints "handled OFFSET" after each stored row, then "done" and waits.
 """
 

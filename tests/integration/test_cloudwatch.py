@@ -5,55 +5,15 @@ Clowder's logging.cloudwatch; nothing when the switch is off; the stream named a
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import uuid
 
-import boto3
-import pytest
-from moto.server import ThreadedMotoServer
-
-from tests.service import Service, free_port, service_env, wait_until_committed
+from tests.harness.cloudwatch import REGION, aws_env, cloudwatch_settings
+from tests.harness.service import PREFIX, Service, free_port, service_env
 from writer import sample_messages
 from writer.cloudwatch import stream_name
 from writer.kafka_mock import produce
-
-PREFIX = "CCX_NOTIFICATION_WRITER__"
-REGION = "us-east-1"
-
-
-@pytest.fixture(scope="module")
-def cloudwatch_endpoint():
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def logs_client(cloudwatch_endpoint):
-    return boto3.client("logs", region_name=REGION, endpoint_url=cloudwatch_endpoint,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-def aws_env(endpoint: str) -> dict[str, str]:
-    """Where boto3 finds the endpoint (its standard variable); nothing else about AWS from outside."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CCX_NOTIFICATION_WRITER"))}
-    env.update({"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": endpoint, "AWS_EC2_METADATA_DISABLED": "true"})
-    return env
-
-
-def cloudwatch_settings(group: str, stream: str, enabled: str = "true") -> dict[str, str]:
-    return {
-        PREFIX + "LOGGING__LOGGING_TO_CLOUD_WATCH_ENABLED": enabled,
-        PREFIX + "CLOUDWATCH__AWS_REGION": REGION,
-        PREFIX + "CLOUDWATCH__LOG_GROUP": group,
-        PREFIX + "CLOUDWATCH__STREAM_NAME": stream,
-        PREFIX + "CLOUDWATCH__AWS_ACCESS_ID": "AKIAcwTEST0001",
-        PREFIX + "CLOUDWATCH__AWS_SECRET_KEY": "cwSECRETkey0002",
-    }
 
 
 def shipped(client, group: str) -> dict[str, list[dict]]:
@@ -134,22 +94,21 @@ def test_clowder_logging_cloudwatch_provides_the_settings(cli, cloudwatch_endpoi
     assert "clowderSECRET0004" not in shown.stdout + shown.stderr and "AKIAclowder0003" not in shown.stdout
 
 
-def test_the_service_ships_lines_of_the_supervisor_and_its_workers(migrated_database, kafka_bootstrap,
-                                                                   cloudwatch_endpoint, logs_client):
+def test_the_service_ships_lines_of_the_supervisor_and_its_workers(migrated_database, kafka_bootstrap, topic,
+                                                                   workdir, cloudwatch_endpoint, logs_client):
     group = f"ccx-service-{uuid.uuid4().hex[:8]}"
     logs_client.create_log_group(logGroupName=group)
-    topic = f"ccx.ocp.results.{uuid.uuid4().hex[:10]}"
-    env = service_env(migrated_database, kafka_bootstrap, topic)
-    env = {**{k: v for k, v in env.items() if not k.startswith("AWS_")}, **aws_env(cloudwatch_endpoint),
-           **{k: v for k, v in env.items() if k.startswith(PREFIX)}, **cloudwatch_settings(group, "")}
+    settings = {k: v for k, v in service_env(migrated_database.env(), kafka_bootstrap, topic).items()
+                if k.startswith(PREFIX)}
+    env = {**aws_env(cloudwatch_endpoint), **settings, **cloudwatch_settings(group, "")}
     produce(kafka_bootstrap, topic, [sample_messages.encoded(i) for i in range(20)] + [b"not json"])
-    service = Service(env)
+    service = Service(env, workdir=workdir)
     try:
-        wait_until_committed(kafka_bootstrap, topic, env[PREFIX + "BROKER__GROUP"], service)
+        service.wait_committed()
         service.process.send_signal(signal.SIGTERM)
-        assert service.finish(60) == 0, service.stderr[-3000:]
+        assert service.wait(60) == 0, service.stderr()[-3000:]
     finally:
-        service.kill_all()
+        service.close()
     streams = shipped(logs_client, group)
     assert list(streams) == [socket.gethostname()]  # one stream per pod, as the original
     lines = streams[socket.gethostname()]
@@ -157,7 +116,7 @@ def test_the_service_ships_lines_of_the_supervisor_and_its_workers(migrated_data
     assert any(m.startswith("starting 2 workers") for m in messages)  # the supervisor
     assert any(m.startswith("message rejected") for m in messages)  # a worker
     assert len({line["pid"] for line in lines}) >= 3  # the supervisor and both workers
-    assert "cwSECRETkey0002" not in service.stderr + service.stdout
+    assert "cwSECRETkey0002" not in service.stderr() + service.stdout()
 
 
 def test_an_unreachable_cloudwatch_does_not_stop_an_operation(cli):

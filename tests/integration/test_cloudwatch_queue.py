@@ -16,7 +16,7 @@ import weakref
 
 import pytest
 
-from tests.test_cloudwatch import PREFIX, cloudwatch_endpoint, cloudwatch_settings, logs_client  # noqa: F401
+from tests.harness.cloudwatch import cloudwatch_settings
 from writer import config as config_module
 from writer.cloudwatch import MAX_QUEUED_LINES, build_handler
 
@@ -95,14 +95,14 @@ def wait_for(condition, timeout: float = 120):
 
 
 @pytest.fixture
-def proxy(cloudwatch_endpoint):  # noqa: F811
+def proxy(cloudwatch_endpoint):
     hanging = HangingProxy(int(cloudwatch_endpoint.rsplit(":", 1)[1]))
     yield hanging
     hanging.close()
 
 
 def test_an_outage_after_start_drops_and_counts_lines_beyond_the_bound_without_waiting(
-        proxy, logs_client, monkeypatch):  # noqa: F811
+        proxy, logs_client, monkeypatch):
     group = f"ccx-queue-{uuid.uuid4().hex[:8]}"
     logs_client.create_log_group(logGroupName=group)
     monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", f"http://127.0.0.1:{proxy.port}")

@@ -1,4 +1,5 @@
-"""encode_rows: the bytes PostgreSQL reads back exactly, checked against a real new_reports table."""
+"""encode_rows: the bytes PostgreSQL reads back exactly, checked against a real new_reports table (the
+encoding alone: tests/unit/test_copy_encoding.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import orjson
 import pytest
 
+from tests.harness.storage import make_row, row_with
 from writer.copy_rows import COLUMNS, encode_rows, unique_by_key
 from writer.message import Row, parse_message
 from writer.migrations import init_schema
@@ -42,19 +44,6 @@ NASTY_VALUES = [
 ]
 
 
-def make_row(number: int, report: bytes, **changes) -> Row:
-    fields = dict(
-        org_id=1000 + number,
-        account_number=5000 + number,
-        cluster=cluster_id(number),
-        report=report,
-        updated_at=datetime.datetime(2025, 3, 4, 5, 6, 7, 123456) + datetime.timedelta(seconds=number),
-        kafka_offset=number,
-    )
-    fields.update(changes)
-    return Row(**fields)
-
-
 @pytest.fixture
 def connection(database):
     with database.connect() as connection:
@@ -83,16 +72,6 @@ def assert_round_trip(connection, rows: list[Row]) -> None:
         # The column holds the JSON text byte for byte, and it is still the same JSON.
         assert back[3].encode("utf-8") == row.report
         assert json.loads(back[3]) == json.loads(row.report)
-
-
-def test_encoding_shape():
-    rows = [make_row(i, b'{"reports":["a\\\\b"]}') for i in range(3)]
-    data = encode_rows(rows)
-    lines = data.split(b"\n")
-    assert lines[-1] == b"" and len(lines) == 4
-    assert all(line.count(b"\t") == 5 for line in lines[:-1])
-    assert b'{"reports":["a\\\\\\\\b"]}' in lines[0]  # the JSON backslash doubled for COPY
-    assert encode_rows([]) == b""
 
 
 @pytest.mark.parametrize("text", NASTY_VALUES)
@@ -174,40 +153,6 @@ def test_large_batch_reads_back_exactly(connection):
     assert_round_trip(connection, rows)
 
 
-def row_with(org: int, cluster: int, second: int, offset: int) -> Row:
-    return make_row(0, b"{}", org_id=org, cluster=cluster_id(cluster),
-                    updated_at=datetime.datetime(2025, 1, 1, 0, 0, second), kafka_offset=offset)
-
-
-def test_unique_by_key_keeps_the_first_occurrence():
-    first = row_with(1, 1, 1, offset=10)
-    repeat = row_with(1, 1, 1, offset=11)  # same key, another offset
-    other_org = row_with(2, 1, 1, offset=12)
-    other_cluster = row_with(1, 2, 1, offset=13)
-    other_time = row_with(1, 1, 2, offset=14)
-    repeat_again = row_with(1, 1, 1, offset=15)
-    repeat_other = row_with(2, 1, 1, offset=16)
-    unique, repeats = unique_by_key([first, repeat, other_org, other_cluster, other_time, repeat_again, repeat_other])
-    assert [r.kafka_offset for r in unique] == [10, 12, 13, 14]
-    assert [r.kafka_offset for r in repeats] == [11, 15, 16]
-    assert unique[0] is first
-
-
-def test_unique_by_key_ignores_other_columns():
-    # account_number, report and offset are not part of the key.
-    a = make_row(1, b'{"a":1}')
-    b = make_row(1, b'{"b":2}', account_number=9, kafka_offset=99)
-    unique, repeats = unique_by_key([a, b])
-    assert unique == [a] and repeats == [b]
-
-
-def test_unique_by_key_empty_and_all_distinct():
-    assert unique_by_key([]) == ([], [])
-    rows = [make_row(i, b"{}") for i in range(1000)]
-    unique, repeats = unique_by_key(rows)
-    assert unique == rows and repeats == []
-
-
 def test_unique_rows_copy_without_key_conflicts(connection):
     rows = [row_with(i % 7, i % 3, i % 5, offset=i) for i in range(200)]
     unique, repeats = unique_by_key(rows)
@@ -216,17 +161,3 @@ def test_unique_rows_copy_without_key_conflicts(connection):
     assert len(stored) == len(unique) == len({r.key for r in rows})
 
 
-def test_split_repeats_retries_only_the_keys_the_database_refused():
-    from writer.copy_rows import split_repeats
-    from writer.message import Row
-
-    when = datetime.datetime(2024, 1, 1)
-    cluster = "00000000-0000-0000-0000-00000000000a"
-    first_a, second_a, third_a = (Row(1, 1, cluster, b"{}", when, offset) for offset in (1, 2, 3))
-    first_b, second_b = (Row(2, 1, cluster, b"{}", when, offset) for offset in (4, 5))
-    unique, repeats = unique_by_key([first_a, first_b, second_a, second_b, third_a])
-    assert unique == [first_a, first_b] and repeats == [second_a, second_b, third_a]
-    retry, duplicates = split_repeats(repeats, [(first_a, "refused")])
-    assert retry == [second_a, third_a]  # the next round writes second_a, keeps third_a as its repeat
-    assert duplicates == [second_b]
-    assert split_repeats(repeats, []) == ([], repeats)

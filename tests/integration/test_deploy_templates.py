@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from deploy_helpers import (
+from tests.harness.deploy import (
     PREFIX,
     ROOT,
     launcher_dir,

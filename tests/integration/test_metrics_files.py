@@ -8,7 +8,8 @@ import os
 import signal
 import uuid
 
-from faults_helpers import RowMonitor, Service, service_env, wait_until
+from tests.harness.database import RowMonitor
+from tests.harness.service import Service, service_env, wait_until
 from writer.kafka_mock import produce
 from writer.sample_messages import encoded
 

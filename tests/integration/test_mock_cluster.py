@@ -1,4 +1,4 @@
-"""The fault-injection mock cluster's host (tests/mock_cluster.py) fails loudly: a missing library is an error
+"""The fault-injection mock cluster's host (tests/harness/mock_cluster.py) fails loudly: a missing library is an error
 with the place looked at, a host that does not start is reported with its stderr, and no wait is unbounded."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-import mock_cluster
-from mock_cluster import MockCluster
+from tests.harness import mock_cluster
+from tests.harness.mock_cluster import MockCluster
 
 
 def test_a_missing_library_is_an_error_naming_where_it_looked(tmp_path):

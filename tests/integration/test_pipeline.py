@@ -8,16 +8,8 @@ from collections import Counter
 import orjson
 import pytest
 
-from tests.service import (
-    Service,
-    committed_offsets,
-    end_offsets,
-    free_port,
-    parse_metrics,
-    read_topic,
-    service_env,
-    wait_until_committed,
-)
+from tests.harness.kafka import committed_offsets, end_offsets, read_topic
+from tests.harness.service import Service, free_port, parse_metrics, service_env
 from writer import sample_messages
 from writer.dead_letters import REASON_HEADER, SOURCE_OFFSET_HEADER, SOURCE_PARTITION_HEADER, SOURCE_TOPIC_HEADER
 from writer.kafka_mock import produce
@@ -67,23 +59,24 @@ def mixed_topic(kafka_bootstrap, topic):
     return topic, reasons
 
 
-def test_end_to_end_two_workers(migrated_database, kafka_bootstrap, mixed_topic):
+def test_end_to_end_two_workers(migrated_database, kafka_bootstrap, mixed_topic, workdir):
     topic, expected_reasons = mixed_topic
     dead_letter_topic = topic + ".dlq"
     tracker_topic = topic + ".status"
-    env = service_env(migrated_database, kafka_bootstrap, topic,
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic,
                       broker__dead_letter_topic=dead_letter_topic, tracker__topic=tracker_topic)
-    group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
-    service = Service(env)
+    service = Service(env, workdir=workdir)
     try:
-        service.wait_for_http()
-        committed = wait_until_committed(kafka_bootstrap, topic, group, service)
-        status, metrics_text = service.get("/metrics")
-        health_status, health = service.get("/health")
-        ready_status, ready = service.get("/ready")
+        service.wait_http()
+        committed = service.wait_committed()
+        status, metrics_text = service.request("/metrics")
+        health_status, health = service.request("/health")
+        ready_status, ready = service.request("/ready")
     finally:
         exit_status = service.stop()
-    assert exit_status == 0, service.stderr[-3000:]
+        service.close()
+    metrics_text = metrics_text.decode()
+    assert exit_status == 0, service.stderr()[-3000:]
     with migrated_database.connect() as connection:
         stored_bytes = connection.execute("SELECT sum(octet_length(report)) FROM new_reports").fetchone()[0]
 
@@ -162,7 +155,7 @@ def test_end_to_end_two_workers(migrated_database, kafka_bootstrap, mixed_topic)
 
 def test_replay_with_new_group_stores_nothing_twice(migrated_database, kafka_bootstrap, mixed_topic, cli):
     topic, expected_reasons = mixed_topic
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
     first = cli("--replay", env=env, timeout=240)
     assert first.returncode == 0, first.stderr[-3000:]
     assert f"stored {VALID}," in first.stdout
@@ -178,25 +171,26 @@ def test_replay_with_new_group_stores_nothing_twice(migrated_database, kafka_boo
     assert committed_offsets(kafka_bootstrap, topic, "a-new-group", ends) == ends
 
 
-def test_two_supervisors_share_the_group(migrated_database, kafka_bootstrap, topic):
+def test_two_supervisors_share_the_group(migrated_database, kafka_bootstrap, topic, workdir):
     values, keys, _ = _mixed_stream(2000, 0)
     produce(kafka_bootstrap, topic, values, keys)
-    env = service_env(migrated_database, kafka_bootstrap, topic, processing__batch_size="100")
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, processing__batch_size="100")
     second_env = dict(env, CCX_NOTIFICATION_WRITER__METRICS__ADDRESS=f"127.0.0.1:{free_port()}",
                       CCX_NOTIFICATION_WRITER__PROCESSING__WORKERS="1")
-    group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
-    first, second = Service(env), Service(second_env)
+    first, second = Service(env, workdir=workdir, name="first"), Service(second_env, workdir=workdir, name="second")
     try:
-        wait_until_committed(kafka_bootstrap, topic, group, first)
+        first.wait_committed()
         # More messages while both members are in the group.
         more_values, more_keys, _ = _mixed_stream(2000, 0, first=2000)
         produce(kafka_bootstrap, topic, more_values, more_keys)
-        wait_until_committed(kafka_bootstrap, topic, group, first)
+        first.wait_committed()
         # A worker counts a batch after committing its offsets: wait for the counters, not only the offsets.
         stored = _stored_counters_once_they_reach((first, second), 4000)
     finally:
         statuses = (first.stop(), second.stop())
-    assert statuses == (0, 0), (first.stderr[-2000:], second.stderr[-2000:])
+        first.close()
+        second.close()
+    assert statuses == (0, 0), (first.stderr()[-2000:], second.stderr()[-2000:])
     rows = _stored(migrated_database)
     assert len(rows) == 4000
     assert {r[2] for r in rows} == {sample_messages.cluster_id(i) for i in range(4000)}
@@ -209,28 +203,28 @@ def _stored_counters_once_they_reach(services, total: int, timeout: float = 60.0
 
     deadline = time.monotonic() + timeout
     while True:
-        stored = [parse_metrics(s.get("/metrics")[1]).get("ccx_notification_writer_stored_messages", 0)
-                  for s in services]
+        stored = [s.metrics().get("ccx_notification_writer_stored_messages", 0) for s in services]
         if sum(stored) >= total or time.monotonic() > deadline:
             return stored  # the caller's assertion says what is wrong, if anything
         time.sleep(0.2)
 
 
-def test_refused_row_is_the_only_rejection_of_its_batch(migrated_database, kafka_bootstrap, topic):
+def test_refused_row_is_the_only_rejection_of_its_batch(migrated_database, kafka_bootstrap, topic, workdir):
     with migrated_database.connect() as connection:
         connection.execute("ALTER TABLE new_reports ADD CONSTRAINT test_only_no_org_666 CHECK (org_id <> 666)")
     values = [sample_messages.encoded(i, org_id=666 if i == 57 else None) for i in range(200)]
     produce(kafka_bootstrap, topic, values, [b"same-partition"] * len(values))
-    env = service_env(migrated_database, kafka_bootstrap, topic, processing__workers="1",
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, processing__workers="1",
                       processing__batch_size="1000", processing__batch_timeout_ms="2000",
                       broker__dead_letter_topic=topic + ".dlq")
-    service = Service(env)
+    service = Service(env, workdir=workdir)
     try:
-        wait_until_committed(kafka_bootstrap, topic, env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"], service)
-        metrics = parse_metrics(service.get("/metrics")[1])
+        service.wait_committed()
+        metrics = service.metrics()
     finally:
         exit_status = service.stop()
-    assert exit_status == 0, service.stderr[-2000:]
+        service.close()
+    assert exit_status == 0, service.stderr()[-2000:]
     rows = _stored(migrated_database)
     assert len(rows) == 199
     assert sample_messages.cluster_id(57) not in {r[2] for r in rows}
@@ -246,17 +240,20 @@ def test_service_with_broker_disabled_exits_cleanly(migrated_database, cli, topi
     assert "nothing to consume" in result.stderr
 
 
-def test_metrics_address_in_use_is_an_http_error(migrated_database, kafka_bootstrap, topic):
+def test_metrics_address_in_use_is_an_http_error(migrated_database, kafka_bootstrap, topic, workdir):
     import socket
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        env = service_env(migrated_database, kafka_bootstrap, topic,
+        env = service_env(migrated_database.env(), kafka_bootstrap, topic,
                           metrics__address=f"127.0.0.1:{busy.getsockname()[1]}")
-        service = Service(env)
-        assert service.finish(60) == 6
-    assert "cannot serve metrics" in service.stderr
+        service = Service(env, workdir=workdir)
+        try:
+            assert service.wait(60) == 6
+        finally:
+            service.close()
+    assert "cannot serve metrics" in service.stderr()
 
 
 def test_invalid_sentry_dsn_is_a_configuration_error(migrated_database, cli, topic):
@@ -269,7 +266,7 @@ def test_invalid_sentry_dsn_is_a_configuration_error(migrated_database, cli, top
 
 def test_logs_are_json_lines_and_readable_in_debug_mode(migrated_database, kafka_bootstrap, topic, cli):
     produce(kafka_bootstrap, topic, [sample_messages.encoded(1), b"garbage"], [b"a", b"b"])
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
     production = cli("--replay", env=env, timeout=120)
     assert production.returncode == 0, production.stderr[-2000:]
     lines = [line for line in production.stderr.splitlines() if line.strip()]
@@ -279,7 +276,7 @@ def test_logs_are_json_lines_and_readable_in_debug_mode(migrated_database, kafka
     assert "offset" in rejected[0] and "partition" in rejected[0]
     assert not [p for p in parsed if p["level"] == "debug"]
 
-    debug_env = dict(service_env(migrated_database, kafka_bootstrap, topic),
+    debug_env = dict(service_env(migrated_database.env(), kafka_bootstrap, topic),
                      CCX_NOTIFICATION_WRITER__LOGGING__DEBUG="true",
                      CCX_NOTIFICATION_WRITER__LOGGING__LOG_LEVEL="DEBUG")  # debug is the format, not the level
     debug = cli("--replay", "--group-id", "debug-group", env=debug_env, timeout=120)
@@ -289,7 +286,7 @@ def test_logs_are_json_lines_and_readable_in_debug_mode(migrated_database, kafka
 
 
 def test_service_stops_at_start_when_the_database_is_not_usable(database, kafka_bootstrap, topic, cli):
-    env = service_env(database, kafka_bootstrap, topic)
+    env = service_env(database.env(), kafka_bootstrap, topic)
     no_schema = cli(env=env, timeout=60)
     assert no_schema.returncode == 5
     assert "new_reports does not exist" in no_schema.stderr
@@ -300,15 +297,19 @@ def test_service_stops_at_start_when_the_database_is_not_usable(database, kafka_
     assert "secret-pw-123" not in wrong_database.stderr + wrong_database.stdout
 
 
-def test_a_batch_refused_entirely_stops_the_worker_without_committing(migrated_database, kafka_bootstrap, topic):
+def test_a_batch_refused_entirely_stops_the_worker_without_committing(migrated_database, kafka_bootstrap, topic,
+                                                                     workdir):
     with migrated_database.connect() as connection:
         connection.execute("ALTER TABLE new_reports ADD CONSTRAINT test_only_broken CHECK (org_id < 0)")
     produce(kafka_bootstrap, topic, [sample_messages.encoded(i) for i in range(50)], [b"one"] * 50)
-    env = service_env(migrated_database, kafka_bootstrap, topic, processing__workers="1",
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, processing__workers="1",
                       processing__max_restarts="1", processing__batch_timeout_ms="1000")
-    service = Service(env)
-    assert service.finish(120) == 5, service.stderr[-2000:]
-    assert "refused all" in service.stderr
+    service = Service(env, workdir=workdir)
+    try:
+        assert service.wait(120) == 5, service.stderr()[-2000:]
+    finally:
+        service.close()
+    assert "refused all" in service.stderr()
     ends = end_offsets(kafka_bootstrap, topic)
     committed = committed_offsets(kafka_bootstrap, topic, env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"], ends)
     assert all(offset < 0 for offset in committed.values())  # nothing committed: nothing lost

@@ -18,7 +18,8 @@ from itertools import cycle
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.service import Service, committed_offsets, end_offsets, parse_metrics, service_env
+from tests.harness.kafka import committed_offsets, end_offsets
+from tests.harness.service import Service, service_env
 from writer import exit_codes, sample_messages
 from writer.kafka_mock import produce
 from writer.message import parse_message
@@ -95,7 +96,7 @@ def test_since_and_until_select_exactly_the_window(migrated_database, kafka_boot
     first = now_ms() - 2 * HOUR_MS - 300 * MINUTE_MS
     produced = produce_timed(kafka_bootstrap, topic, 300, first, MINUTE_MS, invalid_every=10)
     since, until = first + 100 * MINUTE_MS, first + 220 * MINUTE_MS  # messages 100..219
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
     live_group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
     group = live_group + "-replay"
     # The replay group is already committed at the end of the topic: the window, not the group, decides
@@ -136,7 +137,7 @@ def test_partitions_replays_only_those_and_leaves_the_live_group_alone(
     # so --since 2h keeps messages 100..149 (with a minute to spare for the replay to start).
     first = now_ms() - 121 * MINUTE_MS - 99 * 2 * MINUTE_MS
     produced = produce_timed(kafka_bootstrap, topic, 150, first, 2 * MINUTE_MS)
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
     live_group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
     ends = end_offsets(kafka_bootstrap, topic)
     assert len(ends) == 4
@@ -161,7 +162,7 @@ def test_partitions_replays_only_those_and_leaves_the_live_group_alone(
 
 def test_partitions_outside_the_topic_is_a_one_line_error(migrated_database, kafka_bootstrap, topic, cli, tmp_path):
     produce(kafka_bootstrap, topic, [sample_messages.encoded(1, "small_size")])
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
     result, summary = run_replay(cli, env, tmp_path, "--partitions", "1,9")
     assert result.returncode == 1
     assert "the topic has no partition 9 (it has 0, 1, 2, 3)" in result.stderr
@@ -193,7 +194,7 @@ def test_dry_run_changes_nothing_and_counts_what_a_real_replay_does(
     repeats = [n for n in not_stored for _ in range(2)] + stored
     produce(kafka_bootstrap, topic, [sample_messages.encoded(n, "small_size") for n in repeats], partition=0)
     dead_letter_topic = topic + ".dlq"
-    env = service_env(migrated_database, kafka_bootstrap, topic, broker__dead_letter_topic=dead_letter_topic,
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, broker__dead_letter_topic=dead_letter_topic,
                       tracker__topic=topic + ".status", processing__batch_size="50")
     group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
     before = table_snapshot(migrated_database)
@@ -237,7 +238,7 @@ def test_since_after_the_last_message_replays_nothing(migrated_database, kafka_b
     # Every message is two hours old: a -1 from offsets_for_times (the mock answers nothing else) is
     # confirmed by each partition's last timestamp, so each partition starts at its end and reads nothing.
     produce_timed(kafka_bootstrap, topic, 40, now_ms() - 2 * HOUR_MS, 1000)
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
 
     result, summary = run_replay(cli, env, tmp_path, "--since", "1h", "--partitions", "0,1,2,3")
 
@@ -272,34 +273,34 @@ def test_progress_lines_without_a_terminal_and_gauges(migrated_database, kafka_b
     until = first + 2500 * 100  # messages 0..2499; each partition ends at its first later one
     inside = [m for m in produced if m.timestamp_ms < until]
     rejected = sum(1 for m in inside if m.reason)
-    env = service_env(migrated_database, kafka_bootstrap, topic, processing__batch_size="100")
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, processing__batch_size="100")
     # While the table is locked every worker waits on its first write: nothing is done yet, exactly.
     lock = migrated_database.connect(autocommit=False)
     lock.execute("LOCK TABLE new_reports IN EXCLUSIVE MODE")
     # stdout and stderr are files here, not a terminal: "auto" means log lines.
     service = Service(env, "--replay", "--partitions", "0,1,2,3", "--until", rfc3339(until),
-                      "--progress-interval", "0.5")
+                      "--progress-interval", "0.5", workdir=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while _writes_waiting(migrated_database) < 2 and time.monotonic() < deadline:
-            assert service.process.poll() is None, service.stderr[-3000:]
+            assert service.process.poll() is None, service.stderr()[-3000:]
             time.sleep(0.1)
         # Hold the lock until a line has been logged while nothing is done: with the final line, at least two.
-        while not _progress_lines(service.stderr) and time.monotonic() < deadline:
+        while not _progress_lines(service.stderr()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        gauges = parse_metrics(service.get("/metrics")[1])
+        gauges = service.metrics()
         lock.rollback()
-        status = service.finish(180)
+        status = service.wait(180)
     finally:
         lock.close()
-        service.kill_all()
-    assert status == 0, service.stderr[-3000:]
+        service.close()
+    assert status == 0, service.stderr()[-3000:]
     name = "ccx_notification_writer_replay_"
     assert {k[len(name):]: v for k, v in gauges.items() if k.startswith(name)} == {
         "messages_planned": count, "messages_done": 0, "rate_messages_per_second": 0, "eta_seconds": -1,
         "partitions_remaining": 4, "skipped_outside_window_total": 0}
 
-    lines = _progress_lines(service.stderr)
+    lines = _progress_lines(service.stderr())
     assert len(lines) >= 2
     for line in lines:
         assert line["level"] == "info" and line["total"] == count
@@ -318,19 +319,19 @@ def test_progress_lines_without_a_terminal_and_gauges(migrated_database, kafka_b
 
 def test_interrupted_replay_says_so(migrated_database, kafka_bootstrap, topic, tmp_path):
     produce_timed(kafka_bootstrap, topic, 500, now_ms() - HOUR_MS, 1000)
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
     path = tmp_path / "summary.json"
-    service = Service(env, "--replay", "--summary-json", str(path))
+    service = Service(env, "--replay", "--summary-json", str(path), workdir=tmp_path)
     try:
-        service.wait_for_http()
+        service.wait_http()
         service.process.send_signal(signal.SIGTERM)  # before the group join (~3 s on the mock) is over
-        status = service.finish(120)
+        status = service.wait(120)
     finally:
-        service.kill_all()
-    assert status == exit_codes.REPLAY_INCOMPLETE == 8, service.stderr[-3000:]
+        service.close()
+    assert status == exit_codes.REPLAY_INCOMPLETE == 8, service.stderr()[-3000:]
     summary = json.loads(path.read_text())
     assert summary["complete"] is False and summary["exit_status"] == 8 and summary["planned"] == 500
-    assert service.stdout.startswith("replay stopped (exit status 8): messages ")
+    assert service.stdout().startswith("replay stopped (exit status 8): messages ")
 
 
 def produce_in_a_transaction(bootstrap: str, topic: str, count: int) -> None:
@@ -352,7 +353,7 @@ def test_a_partition_ending_on_a_transaction_marker_is_finished(migrated_databas
     produce_in_a_transaction(kafka_bootstrap, topic, 40)
     ends = end_offsets(kafka_bootstrap, topic)
     assert sum(ends.values()) == 80 + 4  # a commit marker at the end of each partition
-    env = service_env(migrated_database, kafka_bootstrap, topic)
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic)
     group = env["CCX_NOTIFICATION_WRITER__BROKER__GROUP"]
 
     path = tmp_path / "summary.json"
@@ -378,24 +379,25 @@ def test_interrupted_after_rows_were_stored_counts_what_the_table_holds(migrated
             " RETURN NEW; END $$")
         connection.execute("CREATE TRIGGER hold BEFORE INSERT ON new_reports FOR EACH ROW"
                            " EXECUTE FUNCTION hold_late_offsets()")
-    env = service_env(migrated_database, kafka_bootstrap, topic, processing__batch_size="20")
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, processing__batch_size="20")
     path = tmp_path / "summary.json"
     lock = migrated_database.connect()
     lock.execute("SELECT pg_advisory_lock(4242)")
-    service = Service(env, "--replay", "--partitions", "0", "--summary-json", str(path), "--progress", "off")
+    service = Service(env, "--replay", "--partitions", "0", "--summary-json", str(path), "--progress", "off",
+                      workdir=tmp_path)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not lock.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted").fetchone()[0]:
-            assert service.process.poll() is None, service.stderr[-3000:]
+            assert service.process.poll() is None, service.stderr()[-3000:]
             time.sleep(0.1)
         service.process.send_signal(signal.SIGTERM)
         lock.execute("SELECT pg_advisory_unlock(4242)")  # the batch under way finishes, then the worker stops
-        status = service.finish(120)
+        status = service.wait(120)
     finally:
         lock.close()
-        service.kill_all()
-    assert status == exit_codes.REPLAY_INCOMPLETE, service.stderr[-3000:]
+        service.close()
+    assert status == exit_codes.REPLAY_INCOMPLETE, service.stderr()[-3000:]
     summary = json.loads(path.read_text())
     rows = len(table_snapshot(migrated_database))
     assert 100 <= rows < 200  # everything before offset 100, then at most the batches under way

@@ -12,8 +12,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import console_script
-from tests.service import service_env
+from tests.harness.service import console_script, service_env
 from writer import sample_messages
 from writer.kafka_mock import produce
 
@@ -28,7 +27,7 @@ def test_progress_bar_on_a_terminal(migrated_database, kafka_bootstrap, topic, t
               else sample_messages.encoded(i, "small_size") for i in range(MESSAGES)]
     produce(kafka_bootstrap, topic, values, [str(i).encode() for i in range(MESSAGES)])
     rejected = MESSAGES // INVALID_EVERY
-    env = service_env(migrated_database, kafka_bootstrap, topic, processing__batch_size="50")
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, processing__batch_size="50")
     script = tmp_path / "replay.sh"
     exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items()
                       if name.startswith("CCX_NOTIFICATION_WRITER"))

@@ -14,7 +14,7 @@ import pytest
 from writer import migrations
 from writer.schema import LATEST_VERSION
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.sql"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.sql"
 AUTO_CONSTRAINT_NAME = re.compile(r"_(pkey|key|fkey|check|excl)\d*$")
 
 

@@ -1,9 +1,8 @@
-"""Sentry, against a local Sentry endpoint (tests/sentry_sink.py): switched on only by
+"""Sentry, against a local Sentry endpoint (tests/harness/sentry_sink.py): switched on only by
 logging_to_sentry_enabled with a DSN, no secret in any event, no event per librdkafka log line."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,10 +11,9 @@ import uuid
 
 import pytest
 
-from sentry_sink import SentrySink
-from tests.service import Service, free_port, service_env
-
-PREFIX = "CCX_NOTIFICATION_WRITER__"
+from tests.harness.sentry_sink import SentrySink
+from tests.harness.service import PREFIX, Service, free_port, service_env
+from writer.testing.environment import without_writer_settings
 
 
 @pytest.fixture
@@ -69,7 +67,7 @@ def test_an_uncaught_error_reaches_sentry_without_any_secret(database, sink, tmp
         "CLOUDWATCH__AWS_SESSION_TOKEN": f"awsTOKEN{tag}",
         "STORAGE__PG_PARAMS": f"sslmode=disable sslpassword=pgPARAM{tag}",
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCX_NOTIFICATION_WRITER")}
+    env = without_writer_settings()
     env.update(database.env())
     env.update({PREFIX + k: v for k, v in secrets.items()})
     env[PREFIX + "LOGGING__LOGGING_TO_SENTRY_ENABLED"] = "true"
@@ -113,22 +111,22 @@ def test_config_repr_in_an_event_would_show_no_secret(monkeypatch, tmp_path):
     assert "sslmode=require" in text
 
 
-def test_a_kafka_outage_sends_no_event_per_librdkafka_line(migrated_database, sink):
+def test_a_kafka_outage_sends_no_event_per_librdkafka_line(migrated_database, sink, workdir):
     """With the broker down, librdkafka logs a connection failure every few seconds per connection:
     those lines stay in the log, and none becomes a Sentry event (issue 9, item 16)."""
-    env = service_env(migrated_database, f"127.0.0.1:{free_port()}", "unreachable.topic",
+    env = service_env(migrated_database.env(), f"127.0.0.1:{free_port()}", "unreachable.topic",
                       LOGGING__LOGGING_TO_SENTRY_ENABLED="true", SENTRY__DSN=sink.dsn,
                       PROCESSING__WORKERS="2")
-    service = Service(env)
+    service = Service(env, workdir=workdir)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and service.stderr.count("Connection refused") < 6:
+        while time.monotonic() < deadline and service.stderr().count("Connection refused") < 6:
             time.sleep(0.5)
-        assert service.stderr.count("Connection refused") >= 6, service.stderr[-3000:]
+        assert service.stderr().count("Connection refused") >= 6, service.stderr()[-3000:]
         service.process.send_signal(signal.SIGTERM)
-        assert service.finish(60) == 0, service.stderr[-3000:]
+        assert service.wait(60) == 0, service.stderr()[-3000:]
     finally:
-        service.kill_all()
+        service.close()
     time.sleep(1)  # anything still in flight from the exiting processes
     events = sink.events()
     assert not [e for e in events if str(e.get("logger", "")).startswith("librdkafka")], events

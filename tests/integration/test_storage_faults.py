@@ -8,32 +8,13 @@ import threading
 
 import pytest
 
-from faults_helpers import StallingProxy
-from test_storage import (  # noqa: F401 - fixtures
-    APPLICATION,
-    BAD_ORG,
-    REFUSE_ORG_666,
-    as_tuple,
-    count,
-    make_rows,
-    migrated_database,
-    migrated_template,
-    stored_rows,
-    with_org,
-    writer,
-    writer_conninfo,
-)
+from tests.harness.database import APPLICATION_NAME, row_count
+from tests.harness.proxy import StallingProxy
+from tests.harness.storage import BAD_ORG, REFUSE_EVERYTHING, REFUSE_ORG_666, make_rows, with_org
 from writer import config as config_module
 from writer.database import conninfo
 from writer.message import Row
 from writer.storage import BatchWriter, FatalDatabaseError, TransientDatabaseError, WriteTimedOut
-
-REFUSE_EVERYTHING = """
-CREATE FUNCTION refuse_everything() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'broken trigger refuses every row'; END $$;
-CREATE TRIGGER refuse_everything BEFORE INSERT ON new_reports FOR EACH ROW EXECUTE FUNCTION refuse_everything();
-"""
-
 
 # --- a fault that refuses everything stops the writer at any batch size (item 3) -----------------------------
 
@@ -45,7 +26,7 @@ def test_a_database_refusing_everything_is_fatal_at_any_batch_size(migrated_data
         connection.execute(REFUSE_EVERYTHING)
     with pytest.raises(FatalDatabaseError, match="refused all"):
         writer.write(make_rows(range(batch)))
-    assert count(migrated_database) == 1
+    assert row_count(migrated_database) == 1
 
 
 def test_an_after_trigger_refusing_everything_is_fatal_too(migrated_database, writer):
@@ -54,7 +35,7 @@ def test_an_after_trigger_refusing_everything_is_fatal_too(migrated_database, wr
         connection.execute(REFUSE_EVERYTHING.replace("BEFORE INSERT", "AFTER INSERT"))
     with pytest.raises(FatalDatabaseError, match="refused all"):
         writer.write(make_rows([1]))
-    assert count(migrated_database) == 1
+    assert row_count(migrated_database) == 1
 
 
 def test_a_fresh_writer_uses_a_synthetic_canary(migrated_database, writer):
@@ -62,7 +43,7 @@ def test_a_fresh_writer_uses_a_synthetic_canary(migrated_database, writer):
         connection.execute(REFUSE_EVERYTHING)
     with pytest.raises(FatalDatabaseError, match="refused all"):
         writer.write(make_rows([3]))
-    assert count(migrated_database) == 0
+    assert row_count(migrated_database) == 0
 
 
 @pytest.mark.parametrize("fresh", [True, False])
@@ -76,7 +57,7 @@ def test_a_lone_bad_row_is_still_isolated_in_a_batch_of_one(migrated_database, w
     assert [row for row, _ in result.refused] == [bad]
     assert "refused by the test trigger" in result.refused[0][1]
     assert writer.write(make_rows([6])).stored == 1  # and the stream goes on
-    assert count(migrated_database) == (1 if fresh else 2)
+    assert row_count(migrated_database) == (1 if fresh else 2)
 
 
 def test_the_canary_is_never_stored(migrated_database, writer):
@@ -84,7 +65,7 @@ def test_the_canary_is_never_stored(migrated_database, writer):
         connection.execute(REFUSE_ORG_666)
     for number in range(3):
         writer.write([with_org(make_rows([number])[0], BAD_ORG)])
-    assert count(migrated_database) == 0
+    assert row_count(migrated_database) == 0
 
 
 def test_a_check_constraint_refusing_everything_is_fatal(migrated_database, writer):
@@ -105,7 +86,7 @@ def test_read_only_session_is_transient_and_the_retry_uses_a_fresh_connection(mi
     with pytest.raises(TransientDatabaseError, match="read-only"):
         writer.write(make_rows([1, 2]))
     assert writer.write(make_rows([1, 2])).stored == 2
-    assert count(migrated_database) == 3
+    assert row_count(migrated_database) == 3
 
 
 # --- writes that never end (item 5) -----------------------------------------------------------------------------
@@ -123,14 +104,14 @@ def test_a_statement_blocked_for_longer_than_the_write_timeout_times_out(migrate
         assert writer.write(make_rows(range(1, 6))).stored == 5
     finally:
         writer.close()
-    assert count(migrated_database) == 6
+    assert row_count(migrated_database) == 6
 
 
 def test_a_silent_connection_is_cut_by_the_watchdog(migrated_database):
     server = migrated_database.server
     proxy = StallingProxy(server.host, server.port)
     writer = BatchWriter(f"host=127.0.0.1 port={proxy.port} user={server.user} dbname={migrated_database.name} "
-                         f"application_name={APPLICATION} connect_timeout=2", write_timeout=1)
+                         f"application_name={APPLICATION_NAME} connect_timeout=2", write_timeout=1)
     try:
         assert writer.write(make_rows([0])).stored == 1
         proxy.stall()
@@ -147,7 +128,7 @@ def test_a_silent_connection_is_cut_by_the_watchdog(migrated_database):
     finally:
         writer.close()
         proxy.close()
-    assert count(migrated_database) == 3
+    assert row_count(migrated_database) == 3
 
 
 def test_sigterm_style_abort_cuts_a_hung_write_short(migrated_database):

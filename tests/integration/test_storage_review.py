@@ -10,9 +10,9 @@ import time
 
 import pytest
 from psycopg.conninfo import conninfo_to_dict
-from test_storage_faults import REFUSE_EVERYTHING
 
-from test_storage import count, make_rows, migrated_database, migrated_template, writer, writer_conninfo  # noqa: F401
+from tests.harness.database import row_count
+from tests.harness.storage import REFUSE_EVERYTHING, make_rows
 from writer.dry_run import DryRunWriter
 from writer.storage import (
     CANARY_CLUSTER,
@@ -34,7 +34,7 @@ def test_a_batch_with_a_duplicate_and_every_new_row_refused_is_fatal(migrated_da
         connection.execute(REFUSE_EVERYTHING.replace("BEFORE INSERT", "AFTER INSERT"))
     with pytest.raises(FatalDatabaseError, match="refused all"):
         writer.write(stored + make_rows([1, 2]))
-    assert count(migrated_database) == 1
+    assert row_count(migrated_database) == 1
 
 
 # --- item 5: the timeouts bind from the connection's first statement; connect is bounded -------------------------
@@ -61,7 +61,7 @@ def test_a_new_connection_waiting_behind_a_lock_times_out(migrated_database, wri
     writer.close()
     assert not stuck, "the writer's first statement waited for the lock without a bound"
     assert len(outcome) == 1 and isinstance(outcome[0], WriteTimedOut), outcome
-    assert count(migrated_database) == 0
+    assert row_count(migrated_database) == 0
 
 
 @pytest.mark.parametrize("make", [lambda c: BatchWriter(c, write_timeout=2), lambda c: DryRunWriter(c, "", 2)],
@@ -108,7 +108,7 @@ def test_a_session_ended_by_the_idle_timeout_is_retried(migrated_database, write
         assert writer.write(make_rows([1])).stored == 1  # on a fresh connection
     finally:
         writer.close()
-    assert count(migrated_database) == 1
+    assert row_count(migrated_database) == 1
 
 
 # --- item 8: the watchdog is re-armed for every statement ------------------------------------------------------------
@@ -140,4 +140,4 @@ def test_a_canary_colliding_with_a_stored_row_still_finds_a_database_refusing_ev
         connection.execute(REFUSE_EVERYTHING.replace("BEFORE INSERT", "AFTER INSERT"))
     with pytest.raises(FatalDatabaseError, match="refused all"):
         writer.write(make_rows([1, 2]))
-    assert count(migrated_database) == 1
+    assert row_count(migrated_database) == 1

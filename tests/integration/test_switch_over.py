@@ -1,7 +1,7 @@
 """Switching over from a running original: it is stopped (SIGTERM kills it at once), this service is
 started on the same group; the group's committed offsets are the hand-over point.
 
-The original is stood in for by tests/original_standin.py (range assignor, rows stored per message,
+The original is stood in for by tests/harness/original_standin.py (range assignor, rows stored per message,
 marked offsets auto-committed about once a second, no signal handling: never closed). What it handled
 but had not committed yet is read again and skipped as duplicates; nothing is lost."""
 
@@ -14,30 +14,20 @@ import sys
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
-from tests.service import service_env
+from tests.harness.kafka import committed_offsets
+from tests.harness.service import service_env
 from writer import sample_messages
 from writer.kafka_mock import produce
 
 TOTAL, HANDLED_BY_ORIGINAL = 40, 20
-REPOSITORY = Path(__file__).resolve().parent.parent
-
-
-def committed_offset(bootstrap: str, group: str, topic: str) -> int:
-    """The group's committed offset of partition 0 (0 when none), read without joining the group."""
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        (partition,) = reader.committed([TopicPartition(topic, 0)], timeout=10)
-    finally:
-        reader.close()
-    return max(partition.offset, 0)
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def run_and_kill_the_original(env: dict[str, str], group: str, topic: str) -> list[int]:
     """Start the stand-in, let it handle HANDLED_BY_ORIGINAL messages, SIGTERM it; the offsets it handled."""
-    process = subprocess.Popen([sys.executable, "-m", "tests.original_standin", group, topic, str(HANDLED_BY_ORIGINAL)],
-                               env=env, cwd=str(REPOSITORY), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "tests.harness.original_standin", group, topic, str(HANDLED_BY_ORIGINAL)]
+    process = subprocess.Popen(command, env=env, cwd=str(REPOSITORY), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     handled = []
     try:
         for line in process.stdout:
@@ -60,11 +50,11 @@ def test_taking_over_from_a_killed_original_loses_nothing_and_rereads_only_what_
     # The service's default assignor (cooperative-sticky), as the switch-over procedure starts it. The
     # killed original's member stays in the group until its session times out; until then a real broker
     # refuses the new member ("inconsistent group protocol") and librdkafka retries.
-    env = service_env(migrated_database, kafka_bootstrap, topic, BROKER__GROUP=group, PROCESSING__WORKERS="1")
+    env = service_env(migrated_database.env(), kafka_bootstrap, topic, group, PROCESSING__WORKERS="1")
 
     handled = run_and_kill_the_original(env, group, topic)
     assert handled == list(range(HANDLED_BY_ORIGINAL))
-    committed = committed_offset(kafka_bootstrap, group, topic)
+    committed = max(committed_offsets(kafka_bootstrap, topic, group, [0])[0], 0)  # 0 when none
     assert 0 <= committed <= HANDLED_BY_ORIGINAL
     handled_not_committed = HANDLED_BY_ORIGINAL - committed  # the bound on what is read again
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from deploy_helpers import (
+from tests.harness.deploy import (
     PREFIX,
     commented_commands,
     launcher_dir,
@@ -24,9 +24,10 @@ from deploy_helpers import (
     tls_adjusted_params,
     upstream_dir,
 )
-from tests.service import Service, free_port
+from tests.harness.service import Service, free_port
 from writer import sample_messages
 from writer.kafka_mock import produce
+from writer.testing.environment import without_writer_settings
 
 UPSTREAM = upstream_dir()
 TOML_FILES = ["config.toml", "config-devel.toml", "benchmark.toml"]
@@ -152,7 +153,7 @@ def test_behavioural_test_runner_variables_work_for_command_line_operations(data
     assert "METRICS__NAMESPACE" in service.stderr.strip().splitlines()[-1]
 
 
-def test_service_consumes_and_stores_under_the_service_manifest(migrated_database, kafka_bootstrap):
+def test_service_consumes_and_stores_under_the_service_manifest(migrated_database, kafka_bootstrap, workdir):
     """clowdapp-service.env unchanged but for: the broker and database addresses (the test's own),
     PG_PARAMS (see with_test_database), the metrics port (8080 may be taken on a shared test machine)
     and, added, a 6 s session timeout (librdkafka's mock ends rebalances only on that timer)."""
@@ -161,15 +162,13 @@ def test_service_consumes_and_stores_under_the_service_manifest(migrated_databas
     env[PREFIX + "BROKER__ADDRESSES"] = kafka_bootstrap
     env[PREFIX + "METRICS__ADDRESS"] = f"127.0.0.1:{free_port()}"
     env[PREFIX + "BROKER__SESSION_TIMEOUT_MS"] = "6000"
-    import os
-
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CCX_NOTIFICATION_WRITER")}, **env}
+    env = {**without_writer_settings(), **env}
     topic = variables[PREFIX + "BROKER__TOPIC"]
     org_id = random.randrange(10**6, 10**7)  # the topic is the manifest's own: count only our messages
     count = 40
     produce(kafka_bootstrap, topic, [sample_messages.encoded(i, org_id=org_id) for i in range(count)],
             [str(i).encode() for i in range(count)])
-    service = Service(env)
+    service = Service(env, workdir=workdir)
     try:
         deadline = time.monotonic() + 150
         stored = 0
@@ -180,9 +179,9 @@ def test_service_consumes_and_stores_under_the_service_manifest(migrated_databas
             if stored == count:
                 break
             time.sleep(0.5)
-        assert stored == count, (stored, service.stderr[-3000:])
+        assert stored == count, (stored, service.stderr()[-3000:])
         service.process.send_signal(signal.SIGTERM)
-        assert service.finish(60) == 0, service.stderr[-3000:]
+        assert service.wait(60) == 0, service.stderr()[-3000:]
     finally:
-        service.kill_all()
-    assert "example-secret-key" not in service.stderr + service.stdout
+        service.close()
+    assert "example-secret-key" not in service.stderr() + service.stdout()

@@ -10,9 +10,9 @@ import time
 from types import SimpleNamespace
 
 from confluent_kafka import TopicPartition
-from test_worker_reliability import fetched, make_worker, rebalance_assign, worker_factory  # noqa: F401 - fixtures
 
-from test_storage import make_rows, migrated_database, migrated_template  # noqa: F401 - fixtures
+from tests.harness.storage import make_rows
+from tests.harness.worker import fetched, make_worker, rebalance_assign
 from writer.kafka_mock import MockKafka, produce
 from writer.replay_worker import ReplayScope
 from writer.sample_messages import encoded

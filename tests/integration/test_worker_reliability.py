@@ -5,63 +5,17 @@ series of revoked partitions, and the bounded tracker."""
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from test_storage import make_rows, migrated_database, migrated_template  # noqa: F401 - fixtures
-from writer import config as config_module
+from tests.harness.storage import make_rows
+from tests.harness.worker import fetched, rebalance_assign
 from writer.kafka_mock import produce
 from writer.sample_messages import encoded
-from writer.status import DATABASE_OK, WIDTH, WorkerStatus
+from writer.status import DATABASE_OK
 from writer.storage import TransientDatabaseError
-from writer.worker import Worker
-
-
-def make_worker(database, bootstrap: str, topic: str, **settings) -> tuple[Worker, list]:
-    environ = {f"CCX_NOTIFICATION_WRITER__STORAGE__{k}": v for k, v in {
-        "PG_HOST": database.server.host, "PG_PORT": str(database.server.port),
-        "PG_USERNAME": database.server.user, "PG_DB_NAME": database.name}.items()}
-    environ |= {"CCX_NOTIFICATION_WRITER__BROKER__ADDRESSES": bootstrap,
-                "CCX_NOTIFICATION_WRITER__BROKER__TOPIC": topic,
-                "CCX_NOTIFICATION_WRITER__BROKER__GROUP": f"worker-test-{uuid.uuid4().hex[:8]}"}
-    environ |= {f"CCX_NOTIFICATION_WRITER__{k.upper()}": str(v) for k, v in settings.items()}
-    slots = [0.0] * WIDTH
-    return Worker(config_module.load(environ), WorkerStatus(slots, 0)), slots
-
-
-@pytest.fixture
-def worker_factory(migrated_database, kafka_bootstrap, topic):
-    made = []
-
-    def factory(**settings):
-        worker, slots = make_worker(migrated_database, kafka_bootstrap, topic, **settings)
-        made.append(worker)
-        return worker, slots
-
-    yield factory
-    for worker in made:
-        worker.consumer.close()
-        worker.writer.close()
-
-
-def rebalance_assign(worker: Worker, partitions: list) -> None:
-    """What confluent-kafka does on a cooperative assignment: the callback, then incremental_assign unless
-    the callback assigned them itself."""
-    worker._on_assign(worker.consumer, partitions)
-    held = {(tp.topic, tp.partition) for tp in worker.consumer.assignment()}
-    if not all((tp.topic, tp.partition) in held for tp in partitions):
-        worker.consumer.incremental_assign(partitions)
-
-
-def fetched(consumer, seconds: float) -> int:
-    deadline, count = time.monotonic() + seconds, 0
-    while time.monotonic() < deadline:
-        count += sum(1 for m in consumer.consume(100, 0.2) if m.error() is None)
-    return count
-
 
 # --- item 1: a partition paused during a retry, revoked, assigned back ----------------------------------------
 

@@ -10,7 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from writer.testing.environment import without_writer_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 CONTAINERFILE = (ROOT / "Containerfile").read_text()
 FINAL_STAGE = CONTAINERFILE.rsplit("\nFROM ", 1)[1]
 
@@ -67,7 +69,7 @@ def test_launcher_runs_as_dot_slash_from_its_directory_through_sh(tmp_path):
     workdir.mkdir()
     shutil.copy2(ROOT / source, workdir / "ccx-notification-writer")
     assert os.stat(workdir / "ccx-notification-writer").st_mode & stat.S_IXOTH
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCX_NOTIFICATION_WRITER")}
+    env = without_writer_settings()
     env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"  # the image's python3 is on PATH
     result = subprocess.run(["/bin/sh", "-c", "./ccx-notification-writer --version; "
                              "./ccx-notification-writer --show-configuration"],

@@ -8,18 +8,15 @@ the code under test.
 from __future__ import annotations
 
 import threading
-import uuid
 
-import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from faults_helpers import wait_until
+from tests.harness.service import wait_until
 from writer import database_probe
 from writer.database_probe import (
     CREDENTIALS_REJECTED,
     DATABASE_MISSING,
-    NOT_WRITABLE,
     OK,
     PROBE_FAILED,
     REFUSED,
@@ -27,7 +24,6 @@ from writer.database_probe import (
     DatabaseProbe,
     classify_connect_error,
     probe_conninfo,
-    probe_once,
 )
 
 MESSAGES = [
@@ -64,38 +60,6 @@ def test_probe_connection_has_short_timeouts_and_keeps_other_options():
     assert params["options"] == "-c search_path=writer -c statement_timeout=5000"
     assert conninfo_to_dict(probe_conninfo("host=db connect_timeout=2"))["connect_timeout"] == "2"
     assert conninfo_to_dict(probe_conninfo("host=db"))["connect_timeout"] == "5"
-
-
-def test_a_probe_query_cannot_hang(migrated_database):
-    with psycopg.connect(probe_conninfo(migrated_database.conninfo), autocommit=True) as connection:
-        assert connection.execute("SHOW statement_timeout").fetchone()[0] == "5s"
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            connection.execute("SELECT pg_sleep(60)")
-
-
-@pytest.fixture
-def probe_role(postgres_server, migrated_database):
-    name = f"ccxw_probe_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as connection:
-        connection.execute(f'CREATE ROLE "{name}" LOGIN')
-    with migrated_database.connect() as connection:
-        connection.execute(f'GRANT INSERT ON new_reports TO "{name}"')
-    yield name
-    with migrated_database.connect() as connection:
-        connection.execute(f'REVOKE ALL ON new_reports FROM "{name}"')
-        connection.execute(f'GRANT TEMPORARY ON DATABASE "{migrated_database.name}" TO PUBLIC')
-    with psycopg.connect(postgres_server.conninfo(), autocommit=True) as connection:
-        connection.execute(f'DROP ROLE IF EXISTS "{name}"')
-
-
-def test_probe_requires_the_temporary_privilege(postgres_server, migrated_database, probe_role):
-    conninfo = (f"host={postgres_server.host} port={postgres_server.port} user={probe_role} "
-                f"dbname={migrated_database.name}")
-    assert probe_once(conninfo) == (OK, "")
-    with migrated_database.connect() as connection:
-        connection.execute(f'REVOKE TEMPORARY ON DATABASE "{migrated_database.name}" FROM PUBLIC')
-    state, detail = probe_once(conninfo)
-    assert (state, "TEMPORARY" in detail) == (NOT_WRITABLE, True)
 
 
 def test_a_failing_check_is_reported_and_the_probe_thread_goes_on(monkeypatch):
