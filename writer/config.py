@@ -2,7 +2,8 @@
 
 Every key, its type and its default is declared once in ``SCHEMA``; the file,
 the environment overrides and ``--show-configuration`` are all driven by it,
-so a key cannot exist in one place and be missing in another.
+so a key cannot exist in one place and be missing in another. Code reads the typed, frozen sections
+(``config.processing.batch_timeout_ms``), whose fields a unit test checks against SCHEMA.
 """
 
 from __future__ import annotations
