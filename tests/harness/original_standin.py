@@ -31,7 +31,7 @@ def main(group: str, topic: str, handle: int) -> None:
     config = config_module.load()
     writer = BatchWriter(conninfo(config))
     consumer = Consumer({
-        "bootstrap.servers": config["broker"]["addresses"], "group.id": group,
+        "bootstrap.servers": config.broker.addresses, "group.id": group,
         "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
         # the mock cluster ends rebalances on its session timer: 6 s here (sarama's default is 10 s)
         "session.timeout.ms": 6000,

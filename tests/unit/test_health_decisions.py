@@ -9,6 +9,8 @@ credentials rejected.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from writer import config as config_module
@@ -98,8 +100,8 @@ def _config(**storage):
 
 def test_limits_follow_the_configured_timeouts():
     config = _config(connect_timeout=7)
-    config["broker"]["session_timeout_ms"] = 45000
-    config["processing"]["batch_timeout_ms"] = 5000
+    config = dataclasses.replace(config, broker=dataclasses.replace(config.broker, session_timeout_ms=45000),
+                                 processing=dataclasses.replace(config.processing, batch_timeout_ms=5000))
     bounds = limits(config)
     # session 45 s + librdkafka's socket timeout 60 s + 30 s margin
     assert bounds.kafka_wait == 135.0
@@ -107,10 +109,10 @@ def test_limits_follow_the_configured_timeouts():
     assert bounds.database_wait == 307.0
     assert bounds.stale_after == 15.0
     # A statement timeout (when the configuration has one) bounds 4 round trips, each plus 5 s.
-    config["storage"]["write_timeout_s"] = 100
+    config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, write_timeout_s=100))
     assert limits(config).database_wait == 7 + 4 * 105
     # connect_timeout 0 is "no limit" to libpq: the allowance stands in for it.
-    config["storage"]["connect_timeout"] = 0
+    config = dataclasses.replace(config, storage=dataclasses.replace(config.storage, connect_timeout=0))
     assert limits(config).database_wait == 300 + 420
 
 
