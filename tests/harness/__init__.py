@@ -9,7 +9,8 @@ Plain modules (no pytest; the benchmarks may import them):
   port, the metrics text parsed, waiting for a condition;
 - ``scenario``: the fault scenarios' skeleton (``Scenario``: produce, monitor, service, drain, verify,
   record) and what it needs (expected keys, exact comparison, the reliability records);
-- ``messages``, ``storage``, ``worker``, ``cloudwatch``, ``deploy``: builders and helpers of one subject each;
+- ``config`` (loading the configuration in-process), ``messages``, ``storage``, ``worker``, ``cloudwatch``,
+  ``deploy``: builders and helpers of one subject each;
 - ``proxy`` (a TCP proxy that goes silent), ``mock_cluster`` (librdkafka's mock with fault injection),
   ``sentry_sink``, ``original_standin`` (a stand-in for the original service).
 

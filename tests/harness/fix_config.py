@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.service import PREFIX
+from tests.harness.config import PREFIX
 from writer import config as config_module
 
 

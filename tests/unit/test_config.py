@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.config_helpers import FILE_VARIABLE, PREFIX, load_error, load_in, write_toml
+from tests.harness.config import FILE_VARIABLE, PREFIX, load_error, load_in, write_toml
 from writer.config import SCHEMA
 
 # --- sources and precedence ----------------------------------------------------------------------

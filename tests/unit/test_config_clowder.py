@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.unit.config_helpers import FILE_VARIABLE, PREFIX, check_error, load_error, load_in, write_toml
+from tests.harness.config import FILE_VARIABLE, PREFIX, check_error, load_error, load_in, write_toml
 from writer import config as config_module
 from writer import database
 from writer.config import DATABASE, HIDDEN, KAFKA, LOGGING, SERVICE

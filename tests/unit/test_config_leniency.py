@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.unit.config_helpers import PREFIX, check_error, load_error, load_in
+from tests.harness.config import PREFIX, check_error, load_error, load_in
 from writer.cli import OPERATIONS, SERVICE_NEEDS
 from writer.config import DATABASE, KAFKA, LOGGING, SERVICE, Config
 

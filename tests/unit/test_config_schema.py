@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-from tests.unit.config_helpers import PREFIX, load_in
+from tests.harness.config import PREFIX, load_in
 from writer import config as config_module
 from writer.config import SCHEMA, SECTIONS, Config
 
