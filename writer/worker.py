@@ -99,7 +99,7 @@ Job = InFlight[ParsedBatch, WriteOutcome]
 _WRITE_WAIT_STEP_S = 0.1
 # While a write is retried, each poll serving the group (partitions paused) lasts at most this long.
 _RETRY_POLL_S = 0.1
-_PAUSE_FOR_RETRY = "database write retried"
+PAUSE_FOR_RETRY = "database write retried"
 # After a stop request, the watchdog cuts a write at half the shutdown timeout; a write thread still busy this
 # long after that is left behind (its batch uncommitted), so closing keeps its time.
 _WATCHDOG_GRACE_S = 1.0
@@ -286,7 +286,7 @@ class Worker:
             while not job.wait(0 if paused else _WRITE_WAIT_STEP_S):
                 if job.in_trouble and not paused:
                     paused = True
-                    self.poller.pause(_PAUSE_FOR_RETRY)
+                    self.poller.pause(PAUSE_FOR_RETRY)
                 if paused:
                     self.poller.poll(_RETRY_POLL_S)
                 self._stop_if_orphaned()
@@ -294,7 +294,7 @@ class Worker:
                     raise TransientDatabaseError("the write in flight did not end before the stop deadline")
         finally:
             if paused:
-                self.poller.resume(_PAUSE_FOR_RETRY)
+                self.poller.resume(PAUSE_FOR_RETRY)
 
     def _give_up_waiting_at(self) -> float:
         return self.stop.deadline - self.stop.shutdown_timeout / 2 + _WATCHDOG_GRACE_S
@@ -438,7 +438,7 @@ def worker_main(config: Config, slot: int, status_array: Any, group_id: str | No
     try:
         replay = None
         if replay_plan is not None:
-            replay = ReplayScope(replay_plan, slot, workers, config["metrics"]["namespace"])
+            replay = ReplayScope(replay_plan, slot, workers, config.metrics.namespace)
         worker = build_worker(config, heartbeat, group_id, replay)
     except Exception as error:  # noqa: BLE001 - report it as one line; the supervisor decides
         log.error("worker could not start: %s", error)

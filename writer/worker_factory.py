@@ -33,11 +33,11 @@ log = logging.getLogger("writer.worker")
 def build_worker(config: Config, heartbeat: WorkerStatus, group_id: str | None = None,
                  replay: ReplayScope | None = None, wrap_consumer: Callable[[Any], Any] | None = None) -> Worker:
     """``wrap_consumer``: tests wrap the real consumer (e.g. to make its calls fail)."""
-    broker, processing, storage = config["broker"], config["processing"], config["storage"]
-    namespace = config["metrics"]["namespace"]
+    broker, processing, storage, tracking = config.broker, config.processing, config.storage, config.tracker
+    namespace = config.metrics.namespace
     metrics = Metrics(namespace)
     book = PartitionBook()
-    stop = StopRequest(processing["shutdown_timeout_s"])
+    stop = StopRequest(processing.shutdown_timeout_s)
     answers = CommitAnswers()
     events = BrokerEvents(heartbeat, metrics, book)
 
@@ -58,40 +58,40 @@ def build_worker(config: Config, heartbeat: WorkerStatus, group_id: str | None =
     dry_run = replay is not None and replay.plan.dry_run
     dead_letter_producer = None
     dead_letters = None
-    if broker["dead_letter_topic"] and not dry_run:
+    if broker.dead_letter_topic and not dry_run:
         dead_letter_producer = Producer({**producer_options(config), "error_cb": events.on_error,
                                          "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
-        dead_letters = DeadLetters(dead_letter_producer, broker["dead_letter_topic"])
+        dead_letters = DeadLetters(dead_letter_producer, broker.dead_letter_topic)
     tracker = None
-    if config["tracker"]["topic"] and not dry_run:
+    if tracking.topic and not dry_run:
         tracker_producer = Producer({
-            **tracker_producer_options(producer_options(config), config["tracker"]["auto_create_topic"]),
+            **tracker_producer_options(producer_options(config), tracking.auto_create_topic),
             "error_cb": lambda error: log.warning("Kafka (payload tracker): %s", error.str()),
             "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
         })
-        tracker = PayloadTracker(tracker_producer, config["tracker"]["topic"], config["tracker"]["service_name"],
+        tracker = PayloadTracker(tracker_producer, tracking.topic, tracking.service_name,
                                  metrics.tracker_dropped.inc)
 
     writer: BatchWriter
     if dry_run:
         from writer.dry_run import DryRunWriter
 
-        writer = DryRunWriter(conninfo(config), namespace, storage["write_timeout_s"])
+        writer = DryRunWriter(conninfo(config), namespace, storage.write_timeout_s)
     else:
-        writer = BatchWriter(conninfo(config), storage["log_sql_queries"], storage["write_timeout_s"])
-    writes = RetryingWrite(writer, storage["retry_max_seconds"], is_stopping=lambda: stop.requested, sleep=stop.sleep,
+        writer = BatchWriter(conninfo(config), storage.log_sql_queries, storage.write_timeout_s)
+    writes = RetryingWrite(writer, storage.retry_max_seconds, is_stopping=lambda: stop.requested, sleep=stop.sleep,
                            on_retry=metrics.db_retries.inc, waiting_for_database=heartbeat.waiting_for_database)
 
-    batch_size = processing["batch_size"]
+    batch_size = processing.batch_size
     poller = Poller(consumer, heartbeat.polled, resumable=replay.unfinished if replay is not None else _all)
     committer = OffsetCommitter(consumer, answers, book, poller, stop, metrics, batch_size, heartbeat.waiting_for_kafka)
     return Worker(
         consumer=consumer, poller=poller, committer=committer, book=book, writes=writes, dead_letters=dead_letters,
         dead_letter_producer=dead_letter_producer, tracker=tracker, metrics=metrics, heartbeat=heartbeat, stop=stop,
-        topic=broker["topic"], batch_size=batch_size, batch_timeout_s=processing["batch_timeout_ms"] / 1000,
+        topic=broker.topic, batch_size=batch_size, batch_timeout_s=processing.batch_timeout_ms / 1000,
         # range and roundrobin revoke everything at each rebalance and take assign(); cooperative-sticky takes
         # incremental_assign(). (This client version has no rebalance_protocol(): the configuration says.)
-        eager_rebalancing=not broker["partition_assignment_strategy"].startswith("cooperative"),
+        eager_rebalancing=not broker.partition_assignment_strategy.startswith("cooperative"),
         replay=replay, parent_pid=os.getppid(),
     )
 

@@ -10,8 +10,8 @@ import uuid
 from types import SimpleNamespace
 
 from confluent_kafka import KafkaError, TopicPartition
-from test_batch_stages import FakeMessage, valid
 
+from tests.unit.test_batch_stages import FakeMessage, valid
 from writer import exit_codes
 from writer.message import REFUSED_BY_DATABASE
 from writer.metrics import Metrics
