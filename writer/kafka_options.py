@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Any
 
 from writer.config import Config
+
+# librdkafka consumer options (a JSON object) applied over the ones chosen below, to measure other
+# settings side by side (``bench.e2e --consumer-option/--consumer-sweep``); not a configuration setting.
+CONSUMER_OPTIONS_VARIABLE = "CCX_NOTIFICATION_WRITER_CONSUMER_OPTIONS"
 
 
 def common_options(config: Config) -> dict[str, Any]:
@@ -50,7 +56,19 @@ def consumer_options(config: Config, group_id: str | None = None) -> dict[str, o
             "fetch.wait.max.ms": 100,
         }
     )
+    options.update(measured_overrides(os.environ))
     return options
+
+
+def measured_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The librdkafka options a measurement sets through ``CONSUMER_OPTIONS_VARIABLE`` (none when unset)."""
+    text = environ.get(CONSUMER_OPTIONS_VARIABLE, "")
+    if not text:
+        return {}
+    overrides = json.loads(text)
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{CONSUMER_OPTIONS_VARIABLE} must hold a JSON object of librdkafka options")
+    return {str(key): str(value) for key, value in overrides.items()}
 
 
 def producer_options(config: Config) -> dict[str, object]:
