@@ -117,7 +117,10 @@ class Broker:
         from confluent_kafka.admin import NewTopic
 
         if self.mock is not None:
-            self.mock.create_topic(name, partitions)
+            try:
+                self.mock.create_topic(name, partitions)
+            except RuntimeError as error:
+                raise BrokerError(str(error)) from None
             self.created.append(name)
             return "created by the benchmark's mock host"
         if not self.no_admin:
