@@ -32,6 +32,7 @@ from writer import sample_messages
 from writer.config import ENV_PREFIX as ENV
 from writer.copy_rows import encode_rows
 from writer.message import Row, parse_message
+from writer.testing.environment import without_writer_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
@@ -61,9 +62,7 @@ def private_cwd() -> str:
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment without the service's configuration (file, variables, Clowder)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CCX_NOTIFICATION_WRITER") and k != "ACG_CONFIG"}
-    env.update(extra)
-    return env
+    return {**without_writer_settings(), **extra}
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------

@@ -71,8 +71,8 @@ class Broker:
         except writer_config.ConfigError as error:
             raise BrokerError(f"the service's configuration: {error}") from None
         options = {**common_options(loaded), "bootstrap.servers": bootstrap, "client.id": "ccxw-bench"}
-        env = {ENV + "BROKER__" + key.upper(): str(loaded["broker"][key])
-               for key in SECURITY_KEYS if loaded["broker"][key]}
+        env = {ENV + "BROKER__" + key.upper(): str(getattr(loaded.broker, key))
+               for key in SECURITY_KEYS if getattr(loaded.broker, key)}
         protocol = options.get("security.protocol", "PLAINTEXT")
         return cls(options, env, f"{bootstrap} (given; security protocol {protocol})")
 

@@ -11,14 +11,14 @@ import sys
 import pytest
 
 from bench import kafka
+from writer.testing.environment import without_writer_settings
 
 
 @pytest.fixture
 def given_broker(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no config.toml here
-    for name in list(os.environ):
-        if name.startswith("CCX_NOTIFICATION_WRITER") or name == "ACG_CONFIG":
-            monkeypatch.delenv(name)
+    for name in set(os.environ) - set(without_writer_settings()):
+        monkeypatch.delenv(name)
     process = subprocess.Popen([sys.executable, "-m", "writer.kafka_mock"], stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, text=True)
     try:

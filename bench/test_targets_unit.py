@@ -17,15 +17,15 @@ from bench.measure import Result
 from bench.pg import PgTarget, Store
 from writer import config as writer_config
 from writer.database import conninfo as writer_conninfo
+from writer.testing.environment import without_writer_settings
 
 ENV = "CCX_NOTIFICATION_WRITER__"
 
 
 def test_given_broker_takes_tls_and_sasl_from_the_service_configuration(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no config.toml here
-    for name in list(os.environ):
-        if name.startswith("CCX_NOTIFICATION_WRITER") or name == "ACG_CONFIG":
-            monkeypatch.delenv(name)
+    for name in set(os.environ) - set(without_writer_settings()):
+        monkeypatch.delenv(name)
     monkeypatch.setenv(ENV + "BROKER__ADDRESSES", "service-kafka:9092")
     monkeypatch.setenv(ENV + "BROKER__SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv(ENV + "BROKER__SASL_MECHANISM", "SCRAM-SHA-512")

@@ -103,7 +103,7 @@ def _run(operation: Operation | None, args: argparse.Namespace) -> int:
     except config_module.ConfigError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
     try:
-        replay_flags.check_group(replay_options, args.group_id, config["broker"]["group"])
+        replay_flags.check_group(replay_options, args.group_id, config.broker.group)
     except replay_flags.ReplayRequestError as error:
         raise OperationFailed(exit_codes.CONFIGURATION_ERROR, str(error)) from None
 
@@ -117,7 +117,8 @@ def _run(operation: Operation | None, args: argparse.Namespace) -> int:
     return status
 
 
-def _run_operation(operation: Operation | None, args: argparse.Namespace, config, replay_options) -> int:
+def _run_operation(operation: Operation | None, args: argparse.Namespace, config: config_sections.Config,
+                   replay_options) -> int:
     from writer import config as config_module
 
     # Only the settings an operation uses can make it fail (SPEC section 6).
@@ -146,7 +147,7 @@ def _print_authors() -> None:
     print(AUTHORS)
 
 
-def _check_kafka(config) -> int:
+def _check_kafka(config: config_sections.Config) -> int:
     from writer.kafka_options import check_kafka
 
     ok, text = check_kafka(config)
@@ -227,7 +228,7 @@ def _deleter(table: str) -> Callable[[Any, argparse.Namespace], None]:
     return delete_older
 
 
-def _show_configuration(config) -> None:
+def _show_configuration(config: config_sections.Config) -> None:
     import logging
 
     from writer import config as config_module
@@ -242,7 +243,7 @@ def _show_configuration(config) -> None:
         logging.getLogger("writer.config").warning("refused by the operations that use it: %s", problem)
 
 
-def _database_operation(operation: Operation, args: argparse.Namespace, config) -> int:
+def _database_operation(operation: Operation, args: argparse.Namespace, config: config_sections.Config) -> int:
     import psycopg
 
     from writer import database, maintenance, migrations

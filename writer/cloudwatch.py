@@ -34,7 +34,7 @@ def stream_name(configured: str, hostname: str) -> str:
 
 def exit_wait_s(config: Config) -> float:
     """How long a process may wait at exit for its last lines to reach CloudWatch (0 when off)."""
-    return CLOSE_TIMEOUT_S if config["logging"]["logging_to_cloud_watch_enabled"] else 0
+    return CLOSE_TIMEOUT_S if config.logging.logging_to_cloud_watch_enabled else 0
 
 
 def attach(config: Config) -> logging.Handler | None:
@@ -47,8 +47,8 @@ def attach(config: Config) -> logging.Handler | None:
 
 def build_handler(config: Config) -> logging.Handler | None:
     """The CloudWatch handler for [cloudwatch], not yet attached; None (and a warning) when unusable."""
-    settings = config["cloudwatch"]
-    if not settings["log_group"]:
+    settings = config.cloudwatch
+    if not settings.log_group:
         raise ConfigError("[cloudwatch] log_group must be set when [logging] logging_to_cloud_watch_enabled is true")
     try:
         import boto3
@@ -92,23 +92,23 @@ def build_handler(config: Config) -> logging.Handler | None:
     # connection; these lines would also be shipped, each causing more requests.
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    name = stream_name(settings["stream_name"], socket.gethostname())
+    name = stream_name(settings.stream_name, socket.gethostname())
     client_settings = botocore.config.Config(
         connect_timeout=3, read_timeout=10, retries={"max_attempts": 2, "mode": "standard"})
     try:
         client = boto3.client(
             "logs",
-            region_name=settings["aws_region"] or None,
-            aws_access_key_id=settings["aws_access_id"] or None,
-            aws_secret_access_key=settings["aws_secret_key"] or None,
-            aws_session_token=settings["aws_session_token"] or None,
+            region_name=settings.aws_region or None,
+            aws_access_key_id=settings.aws_access_id or None,
+            aws_secret_access_key=settings.aws_secret_key or None,
+            aws_session_token=settings.aws_session_token or None,
             config=client_settings,
         )
     except botocore.exceptions.NoRegionError:
         raise ConfigError("[cloudwatch] aws_region must be set (or AWS_DEFAULT_REGION)") from None
     try:
         handler = BoundedHandler(
-            log_group_name=settings["log_group"],
+            log_group_name=settings.log_group,
             # watchtower formats the name with str.format: braces are literal here.
             log_stream_name=name.replace("{", "{{").replace("}", "}}"),
             boto3_client=client,
@@ -125,5 +125,5 @@ def build_handler(config: Config) -> logging.Handler | None:
             "CloudWatch Logs not usable, log lines are not shipped: %s", str(error).splitlines()[0])
         return None
     handler.setFormatter(JsonLineFormatter())
-    logging.getLogger("watchtower").setLevel(logging.DEBUG if settings["debug"] else logging.WARNING)
+    logging.getLogger("watchtower").setLevel(logging.DEBUG if settings.debug else logging.WARNING)
     return handler

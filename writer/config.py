@@ -2,7 +2,8 @@
 
 Every key, its type and its default is declared once in ``SCHEMA``; the file,
 the environment overrides and ``--show-configuration`` are all driven by it,
-so a key cannot exist in one place and be missing in another.
+so a key cannot exist in one place and be missing in another. Code reads the typed, frozen sections
+(``config.processing.batch_timeout_ms``), whose fields a unit test checks against SCHEMA.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import os
 import re
 import tomllib
+import typing
 from typing import Any
 
 # Every setting by section and key, as loaded; where each one came from (file, variable, Clowder).
@@ -154,11 +156,117 @@ def redact_pg_params(params: str) -> str:
     return _PG_SECRET_PARAM.sub(lambda m: m.group(1) + HIDDEN, params)
 
 
-@dataclasses.dataclass(repr=False)
-class Config:
-    """The effective configuration: ``values[section][key]``, typed as in SCHEMA."""
+# The sections as typed, frozen values: code reads ``config.processing.batch_timeout_ms`` and mypy checks it.
+# The fields repeat SCHEMA's keys and types (not its defaults) in SCHEMA's order; tests/unit/test_config_schema.py
+# fails when a key, a type or the order differs, so the two cannot drift apart.
+@dataclasses.dataclass(frozen=True)
+class BrokerSettings:
+    addresses: str
+    security_protocol: str
+    cert_path: str
+    sasl_mechanism: str
+    sasl_username: str
+    sasl_password: str
+    topic: str
+    group: str
+    enabled: bool
+    disable_api_versions_request: bool
+    auto_offset_reset: str
+    dead_letter_topic: str
+    session_timeout_ms: int
+    max_poll_interval_ms: int
+    partition_assignment_strategy: str
 
-    values: dict[str, dict[str, Any]]
+
+@dataclasses.dataclass(frozen=True)
+class StorageSettings:
+    db_driver: str
+    pg_username: str
+    pg_password: str
+    pg_host: str
+    pg_port: int
+    pg_db_name: str
+    pg_params: str
+    log_sql_queries: bool
+    connect_timeout: int
+    retry_max_seconds: int
+    write_timeout_s: int
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingSettings:
+    debug: bool
+    log_level: str
+    use_stderr: bool
+    logging_to_sentry_enabled: bool
+    logging_to_cloud_watch_enabled: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class SentrySettings:
+    dsn: str
+    environment: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudWatchSettings:
+    aws_access_id: str
+    aws_secret_key: str
+    aws_session_token: str
+    aws_region: str
+    log_group: str
+    stream_name: str
+    debug: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsSettings:
+    namespace: str
+    address: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerSettings:
+    topic: str
+    service_name: str
+    auto_create_topic: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessingSettings:
+    workers: int
+    batch_size: int
+    batch_timeout_ms: int
+    max_restarts: int
+    restart_window_s: int
+    shutdown_timeout_s: int
+
+
+# SCHEMA section -> its typed class, in SCHEMA's order.
+SECTIONS: dict[str, type[Any]] = {
+    "broker": BrokerSettings,
+    "storage": StorageSettings,
+    "logging": LoggingSettings,
+    "sentry": SentrySettings,
+    "cloudwatch": CloudWatchSettings,
+    "metrics": MetricsSettings,
+    "tracker": TrackerSettings,
+    "processing": ProcessingSettings,
+}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Config:
+    """The effective configuration: one typed section per SCHEMA section (change it with dataclasses.replace)."""
+
+    broker: BrokerSettings
+    storage: StorageSettings
+    logging: LoggingSettings
+    sentry: SentrySettings
+    cloudwatch: CloudWatchSettings
+    metrics: MetricsSettings
+    tracker: TrackerSettings
+    processing: ProcessingSettings
     source_file: str | None = None
     # Unknown keys/variables found while loading: reported in one warning line, never fatal.
     ignored: list[str] = dataclasses.field(default_factory=list)
@@ -167,8 +275,17 @@ class Config:
     # Values replaced by their default while loading (the original ignores them too): one warning line each.
     warnings: list[str] = dataclasses.field(default_factory=list)
 
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.values[section]
+    @classmethod
+    def from_values(cls, values: Values, source_file: str | None = None, ignored: list[str] | None = None,
+                    origins: Origins | None = None, warnings: list[str] | None = None) -> Config:
+        """The typed form of ``values[section][key]`` (every SCHEMA key present, already coerced)."""
+        sections = {section: SECTIONS[section](**values[section]) for section in SCHEMA}
+        return cls(**sections, source_file=source_file, ignored=ignored or [], origins=origins or {},
+                   warnings=warnings or [])
+
+    def as_dict(self) -> Values:
+        """``{section: {key: value}}`` in SCHEMA's order."""
+        return {section: dataclasses.asdict(getattr(self, section)) for section in SCHEMA}
 
     def __repr__(self) -> str:
         # Error reporters (Sentry, tracebacks with locals) print objects with repr: never the secrets.
@@ -176,7 +293,7 @@ class Config:
 
     def redacted(self) -> dict[str, dict[str, Any]]:
         """The configuration with every secret replaced, for printing and logs."""
-        shown = {s: dict(keys) for s, keys in self.values.items()}
+        shown = self.as_dict()
         for section, key in SECRET_KEYS:
             if shown[section][key]:
                 shown[section][key] = HIDDEN
@@ -186,7 +303,7 @@ class Config:
 
     def problems(self, *areas: str) -> list[str]:
         """One line per value that an operation using ``areas`` would refuse."""
-        return [text for area, text in _value_problems(self.values, self.origins) if area in areas]
+        return [text for area, text in _value_problems(self.as_dict(), self.origins) if area in areas]
 
     def check(self, *areas: str) -> None:
         """Raise ConfigError (first problem) when a key of these areas has an unusable value."""
@@ -196,12 +313,32 @@ class Config:
 
     @property
     def worker_count(self) -> int:
-        workers: int = self.values["processing"]["workers"]
-        if workers:
-            return workers
+        if self.processing.workers:
+            return self.processing.workers
         from writer.cpu_limits import usable_cpus
 
         return usable_cpus()
+
+
+def schema_mismatches() -> list[str]:
+    """Where the typed sections differ from SCHEMA (keys, their order, their types); empty when they agree."""
+    found = []
+    if list(SECTIONS) != list(SCHEMA):
+        found.append(f"SECTIONS {list(SECTIONS)} differ from SCHEMA's sections {list(SCHEMA)}")
+    config_hints = typing.get_type_hints(Config)
+    for section, keys in SCHEMA.items():
+        if config_hints.get(section) is not SECTIONS.get(section):
+            found.append(f"Config.{section} is not typed {SECTIONS.get(section)}")
+        if section not in SECTIONS:
+            continue
+        fields = [field.name for field in dataclasses.fields(SECTIONS[section])]
+        if fields != list(keys):
+            found.append(f"[{section}]: fields {fields} differ from SCHEMA's keys {list(keys)}")
+        hints = typing.get_type_hints(SECTIONS[section])
+        for key, default in keys.items():
+            if key in hints and hints[key] is not type(default):
+                found.append(f"[{section}] {key}: field typed {hints[key]}, SCHEMA's default is {type(default)}")
+    return found
 
 
 def _value_problems(values: Values, origins: Origins) -> list[tuple[str, str]]:
@@ -455,4 +592,4 @@ def load(environ: dict[str, str] | None = None) -> Config:
         warnings.append(f"{origin}: unknown level {values['logging']['log_level']!r} ignored, "
                         f"logging at {SCHEMA['logging']['log_level']}")
         values["logging"]["log_level"] = SCHEMA["logging"]["log_level"]
-    return Config(values=values, source_file=source, ignored=ignored, origins=origins, warnings=warnings)
+    return Config.from_values(values, source_file=source, ignored=ignored, origins=origins, warnings=warnings)

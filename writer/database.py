@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -14,18 +15,18 @@ log = logging.getLogger(__name__)
 
 def conninfo(config: Config) -> str:
     """The libpq connection string for [storage]; pg_params may use spaces or '&' between pairs."""
-    storage = config["storage"]
-    params = parse_pg_params(storage["pg_params"])
-    kwargs = {
-        "host": storage["pg_host"],
-        "port": storage["pg_port"],
-        "dbname": storage["pg_db_name"],
-        "user": storage["pg_username"],
-        "connect_timeout": storage["connect_timeout"] or None,
+    storage = config.storage
+    params = parse_pg_params(storage.pg_params)
+    kwargs: dict[str, Any] = {
+        "host": storage.pg_host,
+        "port": storage.pg_port,
+        "dbname": storage.pg_db_name,
+        "user": storage.pg_username,
+        "connect_timeout": storage.connect_timeout or None,
         "application_name": "ccx-notification-writer",
     }
-    if storage["pg_password"]:
-        kwargs["password"] = storage["pg_password"]
+    if storage.pg_password:
+        kwargs["password"] = storage.pg_password
     kwargs.update(_DEAD_PEER_DETECTION)
     kwargs.update(params)
     # Reports are UTF-8 JSON: any other client encoding (PGCLIENTENCODING, pg_params) would make the
@@ -49,13 +50,13 @@ _DEAD_PEER_DETECTION = {
 
 def describe(config: Config) -> str:
     """Where we connect, for messages: never includes the password."""
-    storage = config["storage"]
-    return f"{storage['pg_username']}@{storage['pg_host']}:{storage['pg_port']}/{storage['pg_db_name']}"
+    storage = config.storage
+    return f"{storage.pg_username}@{storage.pg_host}:{storage.pg_port}/{storage.pg_db_name}"
 
 
 def connect(config: Config, autocommit: bool = False) -> psycopg.Connection:
     connection = psycopg.connect(conninfo(config), autocommit=autocommit)
-    if config["storage"]["log_sql_queries"]:
+    if config.storage.log_sql_queries:
         connection.add_notice_handler(lambda notice: log.info("postgres notice: %s", notice.message_primary))
     return connection
 

@@ -74,15 +74,15 @@ DATABASE_ROUND_TRIP_MARGIN_S = 5.0
 
 def limits(config: Config) -> Limits:
     """The liveness bounds that follow from the configuration."""
-    storage = config["storage"]
-    kafka_wait = config["broker"]["session_timeout_ms"] / 1000 + KAFKA_SOCKET_TIMEOUT_S + KAFKA_WAIT_MARGIN_S
+    storage = config.storage
+    kafka_wait = config.broker.session_timeout_ms / 1000 + KAFKA_SOCKET_TIMEOUT_S + KAFKA_WAIT_MARGIN_S
     # connect_timeout 0 means "no limit" to libpq: the generous constant stands in for it.
-    connect = storage["connect_timeout"] or DATABASE_WAIT_S
-    statement = storage.get("write_timeout_s") or 0  # statement_timeout, when this version has the key
+    connect = storage.connect_timeout or DATABASE_WAIT_S
+    statement = storage.write_timeout_s  # the statement_timeout; 0 sets none
     writing = max(DATABASE_WAIT_S, DATABASE_ROUND_TRIPS * (statement + DATABASE_ROUND_TRIP_MARGIN_S))
     return Limits(
         stale_after=max(STALE_AFTER_MIN_S,
-                        STALE_AFTER_BATCH_TIMEOUTS * config["processing"]["batch_timeout_ms"] / 1000),
+                        STALE_AFTER_BATCH_TIMEOUTS * config.processing.batch_timeout_ms / 1000),
         kafka_wait=kafka_wait,
         database_wait=connect + writing,
     )

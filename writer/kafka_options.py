@@ -15,40 +15,40 @@ CONSUMER_OPTIONS_VARIABLE = "CCX_NOTIFICATION_WRITER_CONSUMER_OPTIONS"
 
 
 def common_options(config: Config) -> dict[str, Any]:
-    broker = config["broker"]
+    broker = config.broker
     options: dict[str, Any] = {
-        "bootstrap.servers": ",".join(a.strip() for a in broker["addresses"].split(",") if a.strip()),
+        "bootstrap.servers": ",".join(a.strip() for a in broker.addresses.split(",") if a.strip()),
         "client.id": "ccx-notification-writer",
     }
-    protocol = broker["security_protocol"]
+    protocol = broker.security_protocol
     if protocol:
         options["security.protocol"] = protocol
-    if broker["cert_path"]:
-        options["ssl.ca.location"] = broker["cert_path"]
+    if broker.cert_path:
+        options["ssl.ca.location"] = broker.cert_path
     if protocol.startswith("SASL"):  # the SASL keys are read only then (the original's config.toml: "not-used")
-        options["sasl.mechanisms"] = broker["sasl_mechanism"] or "PLAIN"
-        options["sasl.username"] = broker["sasl_username"]
-        options["sasl.password"] = broker["sasl_password"]
-    if broker["disable_api_versions_request"]:
+        options["sasl.mechanisms"] = broker.sasl_mechanism or "PLAIN"
+        options["sasl.username"] = broker.sasl_username
+        options["sasl.password"] = broker.sasl_password
+    if broker.disable_api_versions_request:
         options["api.version.request"] = False
     return options
 
 
 def consumer_options(config: Config, group_id: str | None = None) -> dict[str, object]:
-    broker = config["broker"]
+    broker = config.broker
     options = common_options(config)
     options.update(
         {
-            "group.id": group_id or broker["group"],
+            "group.id": group_id or broker.group,
             # Offsets are committed by hand, after the database commit.
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": broker["auto_offset_reset"],
+            "auto.offset.reset": broker.auto_offset_reset,
             # cooperative-sticky moves only the partitions that change owner; "range" (eager) is the
             # assignor of the original's sarama consumer, needed to share its group while switching over.
-            "partition.assignment.strategy": broker["partition_assignment_strategy"],
-            "session.timeout.ms": broker["session_timeout_ms"],
-            "max.poll.interval.ms": broker["max_poll_interval_ms"],
+            "partition.assignment.strategy": broker.partition_assignment_strategy,
+            "session.timeout.ms": broker.session_timeout_ms,
+            "max.poll.interval.ms": broker.max_poll_interval_ms,
             "statistics.interval.ms": 5000,
             # A broker answers a fetch as soon as data arrives; one that holds it for the whole wait
             # (librdkafka's mock) adds up to this much latency. 100 ms (default 500) halved p50/p99
@@ -108,7 +108,7 @@ def check_kafka(config: Config, timeout: float = 5.0) -> tuple[bool, str]:
         return False, (f"no Kafka broker answered at {options['bootstrap.servers']} within {timeout:g} s "
                        f"({error.args[0].str()})")
     brokers = ", ".join(str(b) for b in metadata.brokers.values())
-    topic = config["broker"]["topic"]
+    topic = config.broker.topic
     known = "present" if topic in metadata.topics else "not present yet"
     return True, f"Kafka answered: brokers {brokers}; topic {topic} {known}"
 

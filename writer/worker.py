@@ -86,12 +86,12 @@ class Worker:
     def __init__(self, config: Config, status: WorkerStatus, group_id: str | None = None, replay=None) -> None:
         self.config = config
         self.status = status
-        self.topic = config["broker"]["topic"]
-        processing = config["processing"]
-        self.batch_size = processing["batch_size"]
-        self.batch_timeout = processing["batch_timeout_ms"] / 1000
-        self.shutdown_timeout = processing["shutdown_timeout_s"]
-        self.metrics = Metrics(config["metrics"]["namespace"])
+        self.topic = config.broker.topic
+        processing = config.processing
+        self.batch_size = processing.batch_size
+        self.batch_timeout = processing.batch_timeout_ms / 1000
+        self.shutdown_timeout = processing.shutdown_timeout_s
+        self.metrics = Metrics(config.metrics.namespace)
         self.stopping = False
         self.stop_deadline = float("inf")
         self.assigned: set[tuple[str, int]] = set()
@@ -120,28 +120,28 @@ class Worker:
         dry_run = replay is not None and replay.plan.dry_run
         self.producer = None
         self.dead_letters = None
-        if config["broker"]["dead_letter_topic"] and not dry_run:
+        if config.broker.dead_letter_topic and not dry_run:
             self.producer = Producer({**producer_options(config), "error_cb": self._on_kafka_error,
                                       "logger": logging.getLogger(LIBRDKAFKA_LOGGER)})
-            self.dead_letters = DeadLetters(self.producer, config["broker"]["dead_letter_topic"])
+            self.dead_letters = DeadLetters(self.producer, config.broker.dead_letter_topic)
         self.tracker = None
-        if config["tracker"]["topic"] and not dry_run:
+        if config.tracker.topic and not dry_run:
             tracker_producer = Producer({
-                **tracker_producer_options(producer_options(config), config["tracker"]["auto_create_topic"]),
+                **tracker_producer_options(producer_options(config), config.tracker.auto_create_topic),
                 "error_cb": lambda error: log.warning("Kafka (payload tracker): %s", error.str()),
                 "logger": logging.getLogger(LIBRDKAFKA_LOGGER),
             })
-            self.tracker = PayloadTracker(tracker_producer, config["tracker"]["topic"],
-                                          config["tracker"]["service_name"], self.metrics.tracker_dropped.inc)
+            self.tracker = PayloadTracker(tracker_producer, config.tracker.topic,
+                                          config.tracker.service_name, self.metrics.tracker_dropped.inc)
         if dry_run:
             from writer.dry_run import DryRunWriter
 
-            self.writer: BatchWriter = DryRunWriter(conninfo(config), config["metrics"]["namespace"],
-                                                     config["storage"]["write_timeout_s"])
+            self.writer: BatchWriter = DryRunWriter(conninfo(config), config.metrics.namespace,
+                                                     config.storage.write_timeout_s)
         else:
-            self.writer = BatchWriter(conninfo(config), config["storage"]["log_sql_queries"],
-                                      config["storage"]["write_timeout_s"])
-        self.retry_limit = config["storage"]["retry_max_seconds"]
+            self.writer = BatchWriter(conninfo(config), config.storage.log_sql_queries,
+                                      config.storage.write_timeout_s)
+        self.retry_limit = config.storage.retry_max_seconds
         self.give_up_at = float("inf")  # one deadline per batch write, across the halves of a split batch
         self.write_retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDatabaseError),
@@ -552,7 +552,7 @@ class Worker:
     def _eager_rebalancing(self, consumer) -> bool:
         """range and roundrobin revoke everything at each rebalance and take assign(); cooperative-sticky
         takes incremental_assign(). (This client version has no rebalance_protocol(): the configuration says.)"""
-        return not self.config["broker"]["partition_assignment_strategy"].startswith("cooperative")
+        return not self.config.broker.partition_assignment_strategy.startswith("cooperative")
 
     def _on_revoke(self, consumer, partitions) -> None:
         # Between batches nothing is held: every batch is committed before the
@@ -624,7 +624,7 @@ def worker_main(config: Config, slot: int, status_array, group_id: str | None, r
         if replay_plan is not None:
             from writer.replay_worker import ReplayScope
 
-            replay = ReplayScope(replay_plan, slot, workers, config["metrics"]["namespace"])
+            replay = ReplayScope(replay_plan, slot, workers, config.metrics.namespace)
         worker = Worker(config, status, group_id, replay)
     except Exception as error:  # noqa: BLE001 - report it as one line; the supervisor decides
         log.error("worker could not start: %s", error)

@@ -1,7 +1,7 @@
 """A PostgreSQL server for tests and benchmarks: the local one, started if installed but down,
 else an embedded one; databases created and dropped by name.
 
-No pytest here: the benchmarks use it as well as tests/conftest.py.
+No pytest here: the benchmarks use it as well as the tests' harness (tests/harness/).
 """
 
 from __future__ import annotations
@@ -54,9 +54,14 @@ def find_or_start_postgres(workdir: str) -> tuple[PostgresServer, object | None]
     return server, embedded
 
 
+def fresh_name(prefix: str = "ccxw_test_") -> str:
+    """A database name nobody uses yet."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
 def create_database(admin_conninfo: str, prefix: str = "ccxw_test_") -> str:
     """Create an empty database with a fresh name; returns the name."""
-    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    name = fresh_name(prefix)
     with psycopg.connect(admin_conninfo, autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return name

@@ -1,0 +1,146 @@
+"""Rebalances that arrive while a database retry holds the batch (issue 9, review items 1, 2, 7): the
+eager strategies (range, roundrobin) need assign(), a replay joining a group assigns once from its own
+starting offsets, and splitting a timed-out batch keeps polling under one give-up deadline. One Worker in
+this process against the Kafka mock and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+from confluent_kafka import TopicPartition
+
+from tests.harness.storage import make_rows
+from tests.harness.worker import fetched, make_worker, rebalance_assign
+from writer.kafka_mock import MockKafka, produce
+from writer.replay_worker import ReplayScope
+from writer.sample_messages import encoded
+
+
+def _join(worker, topic: str, seconds: float = 20) -> tuple[list, int]:
+    """Subscribe with the worker's callbacks and poll until the group assigned something; returns the
+    assignment and how many messages those polls fetched."""
+    worker.consumer.subscribe([topic], on_assign=worker._on_assign, on_revoke=worker._on_revoke,
+                              on_lost=worker._on_revoke)
+    deadline, polled = time.monotonic() + seconds, 0
+    while not worker.assigned and time.monotonic() < deadline:
+        message = worker.consumer.poll(0.2)  # a callback's exception is raised here
+        polled += message is not None and message.error() is None
+    return worker.consumer.assignment(), polled
+
+
+def test_an_eager_assignment_during_a_retry_is_taken_and_paused(worker_factory, kafka_bootstrap, topic):
+    produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
+    worker, _ = worker_factory(broker__partition_assignment_strategy="range")
+    worker.retrying_write = True  # the rebalance comes while the batch is being retried
+    assignment, polled = _join(worker, topic)
+    assert polled == 0
+    assert {(tp.topic, tp.partition) for tp in assignment} == worker.assigned != set()
+    assert fetched(worker.consumer, 1.5) == 0  # paused: the retry holds the batch
+    worker.retrying_write = False
+    worker.consumer.resume(worker.consumer.assignment())
+    assert fetched(worker.consumer, 3) == 20
+
+
+def _replay_scope(topic: str, start: int) -> ReplayScope:
+    plan = SimpleNamespace(topic=topic, ends={0: 20}, positions=[start], finished=[0], assign_explicitly=True,
+                           private_group=None, self_assigned=False, dry_run=False)
+    return ReplayScope(plan, 0, 1, "")  # type: ignore[arg-type]
+
+
+def test_a_replay_member_assigned_during_a_retry_assigns_once_from_its_start(worker_factory, kafka_bootstrap,
+                                                                              topic):
+    produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
+    worker, _ = worker_factory()
+    worker.replay = _replay_scope(topic, 15)  # --since: the window starts at offset 15
+    worker.retrying_write = True
+    rebalance_assign(worker, [TopicPartition(topic, 0)])
+    assert fetched(worker.consumer, 1.5) == 0
+    worker.retrying_write = False
+    worker.consumer.resume(worker.consumer.assignment())
+    assert fetched(worker.consumer, 3) == 5  # offsets 15..19 only
+
+
+def test_an_eager_replay_member_assigns_from_its_start(worker_factory, kafka_bootstrap, topic):
+    produce(kafka_bootstrap, topic, [encoded(n) for n in range(20)], partition=0)
+    worker, _ = worker_factory(broker__partition_assignment_strategy="roundrobin")
+    worker.replay = _replay_scope(topic, 12)
+    assignment, polled = _join(worker, topic)
+    assert assignment
+    assert polled + fetched(worker.consumer, 3) == 8  # offsets 12..19 only
+
+
+# --- item 4: an offset commit to a broker that stopped answering ends --------------------------------------------
+
+
+def test_a_commit_to_a_stopped_broker_counts_as_failed_and_is_kept(migrated_database, topic):
+    with MockKafka() as kafka:
+        produce(kafka.bootstrap_servers, topic, [encoded(n) for n in range(5)], partition=0)
+        worker, _ = make_worker(migrated_database, kafka.bootstrap_servers, topic)
+        try:
+            _, polled = _join(worker, topic)
+            assert polled + fetched(worker.consumer, 2) == 5
+            worker._commit({(topic, 0): 5})  # the broker answers: committed (or refused while the group settles)
+            for _ in range(10):
+                if not worker.uncommitted:
+                    break
+                worker.consumer.poll(0.5)
+                worker._commit({}, retry=True)
+            assert worker.uncommitted == {}
+            kafka.pause()  # SIGSTOP: connections stay open, nothing answers
+            failures = worker.metrics.commit_failures._value.get()
+            committing = threading.Thread(target=worker._commit, args=({(topic, 0): 6},), daemon=True)
+            committing.start()
+            committing.join(40)  # a synchronous commit waits for minutes here
+            assert not committing.is_alive(), "the commit waited for the stopped broker"
+            assert worker.uncommitted == {(topic, 0): 6}  # retried later
+            assert worker.metrics.commit_failures._value.get() == failures + 1
+        finally:
+            kafka.resume()
+            worker.consumer.close()
+            worker.writer.close()
+
+
+# --- item 7: splitting a timed-out batch polls between halves, under one give-up deadline ---------------------------
+
+
+class _RecordingConsumer:
+    """The worker's consumer, every poll recorded in ``events``."""
+
+    def __init__(self, consumer, events: list) -> None:
+        self._consumer, self._events = consumer, events
+
+    def poll(self, timeout=None):
+        self._events.append(("poll", time.monotonic()))
+        return self._consumer.poll(timeout)
+
+    def __getattr__(self, name):
+        return getattr(self._consumer, name)
+
+
+def test_a_split_batch_polls_between_halves_and_gives_up_once(worker_factory, migrated_database, monkeypatch):
+    from writer.storage import WriteTimedOut
+
+    worker, _ = worker_factory(storage__write_timeout_s=1, storage__retry_max_seconds=3)
+    events: list = []
+    monkeypatch.setattr(worker, "consumer", _RecordingConsumer(worker.consumer, events))
+    real_write = worker.writer.write
+    monkeypatch.setattr(worker.writer, "write", lambda rows: (events.append(("write", time.monotonic())),
+                                                              real_write(rows))[1])
+    with migrated_database.connect() as holder:
+        holder.execute("BEGIN; LOCK TABLE new_reports IN ACCESS EXCLUSIVE MODE")  # every write times out
+        started = time.monotonic()
+        try:
+            worker._write_with_retry(make_rows(range(4)))
+        except WriteTimedOut:
+            pass
+        else:
+            raise AssertionError("a write behind the lock succeeded")
+        holder.execute("ROLLBACK")
+    kinds = [kind for kind, _ in events]
+    assert kinds[:3] == ["write", "poll", "write"], kinds  # a poll between the timed-out batch and its half
+    last_attempt = max(at for kind, at in events if kind == "write")
+    # One deadline: no attempt starts after retry_max_seconds (+ one write_timeout for a split at its edge);
+    # with a deadline per half, the first row alone retried for 3 s after the two timed-out splits.
+    assert last_attempt - started < 3 + 1
