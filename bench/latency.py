@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import psycopg
 
 from bench.common import (
-    CLI,
     BenchFailure,
     MessageFactory,
     digest,
@@ -93,9 +92,9 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
         with psycopg.connect(store.conninfo(), autocommit=True) as connection:
             connection.execute(_LATENCY_SQL)
         env = writer_env(store, setup.broker, topic, 2, "ccxw-bench-latency", setup.extra_env)
-        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env,
-                                   cwd=private_cwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+        process = subprocess.Popen([*setup.writer_command, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"],
+                                   env=env, cwd=private_cwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
         reader.start()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from bench import ceiling, kafka, procfs
 from bench.common import (
+    CLI,
     Backlog,
     BenchFailure,
     SessionSampler,
@@ -59,6 +60,7 @@ class Setup:
     keep: bool
     extra_env: dict[str, str]
     partitions: int
+    writer_command: tuple[str, ...] = (CLI,)  # or common.CANDIDATE_WRITER_COMMAND
 
     def watched(self, sessions: SessionSampler):
         """The extra processes a run samples: its PostgreSQL backends and the broker, where local."""
@@ -136,7 +138,8 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
             watcher = kafka.CommitWatcher(setup.broker, backlog.topic, group, sorted(set(backlog.partitions)))
         with SessionSampler(store, application) as sessions:
             run = run_replay(env, group, timeout=120 + backlog.count / 100, extra_pids=setup.watched(sessions),
-                             wrap=wrap, progress=(watcher, backlog.count) if watcher else None)
+                             wrap=wrap, progress=(watcher, backlog.count) if watcher else None,
+                             command=setup.writer_command)
         if run.returncode != 0:
             tail = "\n".join([json.dumps(line) for line in run.log[-15:]] + run.stderr_other[-15:])
             raise BenchFailure(f"--replay with {workers} workers exited {run.returncode}:\n{tail}")
