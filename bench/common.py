@@ -36,6 +36,10 @@ from writer.testing.environment import without_writer_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
+# The same service with the candidate message decode in every process (bench/candidate_writer.py; bench/ must be
+# importable, hence the PYTHONPATH): ``bench.e2e --decoder candidate``. Measurement only.
+CANDIDATE_WRITER_COMMAND = (sys.executable, "-m", "bench.candidate_writer")
+CANDIDATE_WRITER_ENV = {"PYTHONPATH": str(ROOT)}
 LATEST_SCHEMA_VERSION = 8
 
 
@@ -424,11 +428,11 @@ def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: list[str] | None = None,
-               progress: tuple[kafka.CommitWatcher, int] | None = None) -> WriterRun:
+               progress: tuple[kafka.CommitWatcher, int] | None = None, command: tuple[str, ...] = (CLI,)) -> WriterRun:
     """``ccx-notification-writer --replay`` in a session of its own; killed with its workers after
     ``timeout``. Its processes (and ``extra_pids()``) are sampled for CPU and peak RSS meanwhile."""
     started = time.time()
-    process = subprocess.Popen([*(wrap or []), CLI, "--replay", "--group-id", group], env=env, cwd=private_cwd(),
+    process = subprocess.Popen([*(wrap or []), *command, "--replay", "--group-id", group], env=env, cwd=private_cwd(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     sampler = procfs.ProcessSampler(process.pid, extra_pids).__enter__()
     line = kafka.Progress("draining", progress[1]) if progress else None

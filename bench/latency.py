@@ -15,7 +15,6 @@ import psycopg
 
 from bench import messages as varied_messages
 from bench.common import (
-    CLI,
     BenchFailure,
     MessageFactory,
     cluster_bytes,
@@ -132,9 +131,9 @@ def measure_latency(setup: Setup, mix: str, size: str, rate: float, seconds: flo
         with psycopg.connect(store.conninfo(), autocommit=True) as connection:
             connection.execute(_LATENCY_SQL)
         env = writer_env(store, setup.broker, topic, 2, "ccxw-bench-latency", setup.extra_env)
-        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env,
-                                   cwd=private_cwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+        process = subprocess.Popen([*setup.writer_command, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"],
+                                   env=env, cwd=private_cwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
         reader.start()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from bench import ceiling, kafka, pipeline, procfs
 from bench.common import (
+    CLI,
     Backlog,
     BenchFailure,
     SessionSampler,
@@ -29,6 +30,7 @@ from bench.common import (
 )
 from bench.pg import PgTarget
 from writer.kafka_options import CONSUMER_OPTIONS_VARIABLE
+from writer.message import parse_message
 
 ROLES = ("workers", "supervisor", "postgres", "broker")
 
@@ -66,6 +68,7 @@ class Setup:
     keep: bool
     extra_env: dict[str, str]
     partitions: int
+    writer_command: tuple[str, ...] = (CLI,)  # or common.CANDIDATE_WRITER_COMMAND
 
     def watched(self, sessions: SessionSampler):
         """The extra processes a run samples: its PostgreSQL backends and the broker, where local."""
@@ -129,7 +132,7 @@ def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[
 
 
 def measure_pipeline(setup: Setup, backlog: Backlog, processes: int, messages: list[tuple[bytes, int]],
-                     batch_size: int) -> Result:
+                     batch_size: int, parse=None) -> Result:
     store = migrated_store(setup.target, f"pipeline{processes}")
     application = f"ccxw-bench-pipeline-{uuid.uuid4().hex[:8]}"
     readings = []
@@ -150,7 +153,7 @@ def measure_pipeline(setup: Setup, backlog: Backlog, processes: int, messages: l
                 readings.append(procfs.read_cpu(processes_and_others(pids)))
 
             started, finished, stored, _ = pipeline.run(store.conninfo(application), messages, processes, batch_size,
-                                                        connected, finished_writing)
+                                                        connected, finished_writing, parse or parse_message)
         rows = verify(store, backlog.expected)
     finally:
         if not setup.keep:
@@ -184,7 +187,8 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
             watcher = kafka.CommitWatcher(setup.broker, backlog.topic, group, sorted(set(backlog.partitions)))
         with SessionSampler(store, application) as sessions:
             run = run_replay(env, group, timeout=120 + backlog.count / 100, extra_pids=setup.watched(sessions),
-                             wrap=wrap, progress=(watcher, backlog.count) if watcher else None)
+                             wrap=wrap, progress=(watcher, backlog.count) if watcher else None,
+                             command=setup.writer_command)
         if run.returncode != 0:
             tail = "\n".join([json.dumps(line) for line in run.log[-15:]] + run.stderr_other[-15:])
             raise BenchFailure(f"--replay with {workers} workers exited {run.returncode}:\n{tail}")

@@ -22,6 +22,7 @@ from writer.message import Row, parse_message
 from writer.storage import BatchWriter
 
 _MESSAGES: list[tuple[bytes, int]] = []  # (value, kafka offset): set before forking, inherited
+_PARSE = parse_message  # the decode the writer under test uses (bench.e2e --decoder): set before forking
 
 
 def _process(conninfo: str, index: int, processes: int, batch_size: int, ready, go, release, results) -> None:
@@ -37,7 +38,7 @@ def _process(conninfo: str, index: int, processes: int, batch_size: int, ready, 
         stored = 0
         for first in range(0, len(mine), batch_size):
             now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-            parsed = (parse_message(value, offset, now) for value, offset in mine[first:first + batch_size])
+            parsed = (_PARSE(value, offset, now) for value, offset in mine[first:first + batch_size])
             rows = [row for row in parsed if type(row) is Row]
             unique, _ = unique_by_key(rows)
             stored += writer.write(unique).stored
@@ -48,13 +49,13 @@ def _process(conninfo: str, index: int, processes: int, batch_size: int, ready, 
 
 
 def run(conninfo: str, messages: list[tuple[bytes, int]], processes: int, batch_size: int, on_ready=None,
-        on_finished=None) -> tuple[float, float, int, list[int]]:
+        on_finished=None, parse=parse_message) -> tuple[float, float, int, list[int]]:
     """Parse and write ``messages`` with ``processes`` processes; returns the wall-clock times of go and of
     the last commit, the rows stored, and the processes' pids. ``on_ready(pids)`` runs once every process
     is connected, before the clock starts; ``on_finished(pids)`` once every process has committed, before
-    they exit."""
-    global _MESSAGES
-    _MESSAGES = messages
+    they exit. ``parse``: the message decode (the service's, or a candidate's)."""
+    global _MESSAGES, _PARSE
+    _MESSAGES, _PARSE = messages, parse
     context = multiprocessing.get_context("fork")
     ready, go, release = context.Barrier(processes + 1), context.Event(), context.Event()
     results = context.Queue()
@@ -86,7 +87,7 @@ def run(conninfo: str, messages: list[tuple[bytes, int]], processes: int, batch_
             raise RuntimeError(f"a pipeline process failed: exit codes {[w.exitcode for w in workers]}")
     finally:
         release.set()
-        _MESSAGES = []
+        _MESSAGES, _PARSE = [], parse_message
         for worker in workers:
             if worker.is_alive():
                 worker.kill()
