@@ -36,6 +36,10 @@ from writer.testing.environment import without_writer_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
+# The same service with the candidate message decode in every process (bench/candidate_writer.py; bench/ must be
+# importable, hence the PYTHONPATH): ``bench.e2e --decoder candidate``. Measurement only.
+CANDIDATE_WRITER_COMMAND = (sys.executable, "-m", "bench.candidate_writer")
+CANDIDATE_WRITER_ENV = {"PYTHONPATH": str(ROOT)}
 LATEST_SCHEMA_VERSION = 8
 
 
@@ -209,12 +213,16 @@ class Backlog:
     def values(self):
         return message_values(self.count, self.mix, self.size, self.invalid_every)
 
-    def prepare(self, batch_size: int, build_batches: bool) -> list[bytes]:
-        """Fill ``expected`` and, if asked, return the COPY data the writer would send (the ceiling's
-        input): ``parse_message`` + ``encode_rows`` per batch of valid messages."""
+    def prepare(self, batch_size: int, build_batches: bool, keep_messages: bool = False) -> Prepared:
+        """Fill ``expected`` and, if asked, build the COPY data the writer would send (the COPY ceiling's
+        input: ``parse_message`` + ``encode_rows`` per batch of valid messages) and keep every message's
+        value and offset (the pipeline ceiling's input)."""
         now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
         batches, rows = [], []
+        kept: list[tuple[bytes, int]] = []
         for number, (value, offset) in enumerate(zip(self.values(), self.offsets, strict=False)):
+            if keep_messages:
+                kept.append((value, offset))
             row = parse_message(value, offset, now)
             if type(row) is not Row:
                 if is_valid(number, self.invalid_every):
@@ -228,15 +236,24 @@ class Backlog:
                     rows = []
         if rows:
             batches.append(encode_rows(rows))
-        return batches
+        return Prepared(batches, kept)
+
+
+@dataclass
+class Prepared:
+    batches: list[bytes]  # COPY data per batch (the COPY ceiling's input)
+    messages: list[tuple[bytes, int]]  # (value, offset) of every message (the pipeline ceiling's input)
 
 
 def produce_backlog(broker: kafka.Broker, topic: str, count: int, mix: str, size: str, invalid_every: int,
-                    partitions: int) -> Backlog:
+                    partitions: int, compression: str | None = None) -> Backlog:
     """A topic of the benchmark's own with ``count`` messages, keyed for an even spread; checks the
-    broker kept every message."""
+    broker kept every message. ``compression``: the producer's compression.type instead of the default
+    (the real producer's on a given broker, zstd on the benchmark's own mock)."""
     creation = broker.create_topic(topic, partitions)
-    settings = kafka.REALISTIC if broker.given else kafka.DENSE
+    settings = dict(kafka.REALISTIC if broker.given else kafka.DENSE)
+    if compression:
+        settings["compression.type"] = compression
     try:
         produced = kafka.produce(broker, topic, message_values(count, mix, size, invalid_every),
                                  (b"%d" % i for i in range(count)), count, settings)
@@ -411,11 +428,11 @@ def stop_process_group(process: subprocess.Popen, grace: float = 10.0) -> None:
 
 
 def run_replay(env: dict, group: str, timeout: float, extra_pids=None, wrap: list[str] | None = None,
-               progress: tuple[kafka.CommitWatcher, int] | None = None) -> WriterRun:
+               progress: tuple[kafka.CommitWatcher, int] | None = None, command: tuple[str, ...] = (CLI,)) -> WriterRun:
     """``ccx-notification-writer --replay`` in a session of its own; killed with its workers after
     ``timeout``. Its processes (and ``extra_pids()``) are sampled for CPU and peak RSS meanwhile."""
     started = time.time()
-    process = subprocess.Popen([*(wrap or []), CLI, "--replay", "--group-id", group], env=env, cwd=private_cwd(),
+    process = subprocess.Popen([*(wrap or []), *command, "--replay", "--group-id", group], env=env, cwd=private_cwd(),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     sampler = procfs.ProcessSampler(process.pid, extra_pids).__enter__()
     line = kafka.Progress("draining", progress[1]) if progress else None

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bench import procfs
+from bench.mock_host import MockHost
 from writer.config import ENV_PREFIX as ENV
 from writer.kafka_options import silent_logger
 from writer.produce import produce_when_room
@@ -44,7 +45,7 @@ class Broker:
     options: dict  # librdkafka options every benchmark client uses (bootstrap.servers, TLS, SASL)
     writer_env: dict[str, str]  # the same settings as the writer's environment variables
     label: str
-    mock: object | None = None  # the MockKafka the benchmark started, stopped at the end
+    mock: MockHost | None = None  # the mock cluster the benchmark started, stopped at the end
     created: list[str] = field(default_factory=list)  # topics of the benchmark's that exist: to delete
     no_admin: str = ""  # why topics are left to auto-creation (what the broker answered), once known
     admin_timeout: float = 10.0  # seconds for CreateTopics/DeleteTopics, waiting for a controller included
@@ -77,12 +78,18 @@ class Broker:
 
     @classmethod
     def own_mock(cls) -> Broker:
-        from writer.kafka_mock import MockKafka
+        from bench.mock_host import MockHost
 
-        mock = MockKafka()
+        mock = MockHost()
         return cls({"bootstrap.servers": mock.bootstrap_servers, "client.id": "ccxw-bench"}, {},
-                   "librdkafka mock cluster started by the benchmark", mock,
-                   no_admin="the benchmark's own mock cluster, which creates topics on first produce")
+                   "librdkafka mock cluster started by the benchmark", mock)
+
+    def partitions_for(self, count: int, mix: str, wanted: int) -> int:
+        """Partitions for a topic of ``count`` messages: ``wanted`` on a given broker; on the benchmark's own
+        mock, as many more as the backlog needs to fit (the mock keeps the newest 5 MiB of each partition)."""
+        if self.given:
+            return wanted
+        return max(wanted, -(-count // MOCK_MESSAGES_PER_PARTITION[mix]))
 
     def admin(self):
         """One AdminClient for every metadata and topic request of this run."""
@@ -109,6 +116,13 @@ class Broker:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import NewTopic
 
+        if self.mock is not None:
+            try:
+                self.mock.create_topic(name, partitions)
+            except RuntimeError as error:
+                raise BrokerError(str(error)) from None
+            self.created.append(name)
+            return "created by the benchmark's mock host"
         if not self.no_admin:
             future = self.admin().create_topics(
                 [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)],
@@ -229,12 +243,19 @@ class Produced:
         return self.message_bytes / self.wire_bytes if self.wire_bytes else None
 
 
-# Realistic producing: lz4 (the pipeline's choice for these reports) at librdkafka's default batch
-# sizes. For the mock the benchmark starts: zstd and large batches, because the mock keeps only
-# ~5 MiB per partition and the uniform messages compress far better that way.
-REALISTIC = {"compression.type": "lz4"}
+# Realistic producing, as the real producer does: no compression, librdkafka's default batching. The
+# producer of ccx.ocp.results is ccx-data-pipeline's RuleProcessingPublisher (insights-ccx-messaging,
+# publishers/kafka_publisher.py), a confluent-kafka Producer built from its deployment's kwargs, which
+# set only the topic and bootstrap.servers (data-pipeline deploy/clowdapp.yaml; Clowder adds TLS/SASL):
+# librdkafka's default compression.type "none". For the mock the benchmark starts: zstd in large
+# batches, because the mock keeps only the newest 5 MiB of each partition (uncompressed, ~320 varied
+# messages; bench/README.md).
+REALISTIC = {"compression.type": "none"}
 DENSE = {"compression.type": "zstd", "linger.ms": 100, "batch.size": 1_000_000, "batch.num.messages": 100_000,
          "queue.buffering.max.kbytes": 2_000_000}
+# Messages a partition of the benchmark's mock holds, produced DENSE (5 MiB of zstd batches): measured
+# ~6,000 varied middle-size messages and ~98,000 uniform ones; kept below that for the batches' spread.
+MOCK_MESSAGES_PER_PARTITION = {"varied": 3_500, "uniform": 50_000}
 
 
 def produce(broker: Broker, topic: str, values, keys, count: int, producer_settings: dict) -> Produced:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import psycopg
 
+from bench import messages as varied_messages
 from bench.common import (
-    CLI,
     BenchFailure,
     MessageFactory,
+    cluster_bytes,
     digest,
     log,
     log_time,
@@ -30,6 +31,7 @@ from bench.common import (
 )
 from bench.measure import Setup
 from writer import sample_messages
+from writer.message import Row, parse_message
 
 _LATENCY_SQL = """
 ALTER TABLE new_reports ADD COLUMN inserted_at timestamptz DEFAULT clock_timestamp();
@@ -55,27 +57,63 @@ class Latency:
     stop_seconds: float
 
 
+class TimedMessages:
+    """Message ``number`` with LastChecked = a given moment, built in microseconds (inside the paced loop):
+    uniform, the same ``size`` report every time; varied, one of a pool of production-like messages
+    (bench/messages.py) with its cluster and LastChecked replaced."""
+
+    POOL = 500
+
+    def __init__(self, mix: str, size: str) -> None:
+        self.mix = mix
+        if mix == "uniform":
+            self._factory = MessageFactory(size)
+            self._report = digest(shrunk_report(size))
+            return
+        self._pool = []
+        for number in range(self.POOL):
+            body = varied_messages.varied(number)
+            stamp = varied_messages.varied_body(number)["LastChecked"]
+            row = parse_message(body, 0, datetime.datetime(2100, 1, 1))
+            assert type(row) is Row
+            self._pool.append((body, cluster_bytes(number), b'"LastChecked":"%s"' % stamp.encode(), digest(row.report)))
+
+    def encoded(self, number: int, last_checked: datetime.datetime) -> bytes:
+        if self.mix == "uniform":
+            return self._factory.encoded(number, last_checked)
+        body, cluster, stamp, _ = self._pool[number % self.POOL]
+        checked = b'"LastChecked":"%sZ"' % last_checked.strftime("%Y-%m-%dT%H:%M:%S.%f").encode()
+        return body.replace(cluster, cluster_bytes(number)).replace(stamp, checked)
+
+    def report_digest(self, number: int) -> str:
+        """md5 of the shrunk report message ``number`` is stored with (its cluster is stripped from it)."""
+        return self._report if self.mix == "uniform" else self._pool[number % self.POOL][3]
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]
 
 
-def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Latency:
-    """The service (not replay) with 2 workers; messages at ``rate``/s, LastChecked = produce time."""
+def measure_latency(setup: Setup, mix: str, size: str, rate: float, seconds: float,
+                    compression: str | None = None) -> Latency:
+    """The service (not replay) with 2 workers; messages at ``rate``/s, LastChecked = produce time, produced
+    one at a time as the real producer does (librdkafka's default linger), compressed like the backlogs."""
     from confluent_kafka import Producer
 
     topic = f"ccxw-bench.latency.{uuid.uuid4().hex[:8]}"
-    factory = MessageFactory(size)
-    compression = "lz4" if setup.broker.given else "zstd"
+    factory = TimedMessages(mix, size)
+    compression = compression or ("none" if setup.broker.given else "zstd")
     producer = Producer({**setup.broker.options, "compression.type": compression, "linger.ms": 5})
-    delivered: dict[str, int] = {}
+    delivered: dict[str, tuple[int, int]] = {}  # cluster -> (offset, message number)
     failures = []
 
     def on_delivery(error, message):
         if error is not None:
             failures.append(error)
         else:
-            delivered[sample_messages.cluster_id(int(message.key()))] = message.offset()
+            number = int(message.key())
+            delivered[sample_messages.cluster_id(number)] = (message.offset(), number)
 
     def send(number: int) -> None:
         producer.produce(topic, key=b"%d" % number, on_delivery=on_delivery,
@@ -93,9 +131,9 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
         with psycopg.connect(store.conninfo(), autocommit=True) as connection:
             connection.execute(_LATENCY_SQL)
         env = writer_env(store, setup.broker, topic, 2, "ccxw-bench-latency", setup.extra_env)
-        process = subprocess.Popen([CLI, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"], env=env,
-                                   cwd=private_cwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   start_new_session=True)
+        process = subprocess.Popen([*setup.writer_command, "--group-id", f"ccxw-bench-{uuid.uuid4().hex[:10]}"],
+                                   env=env, cwd=private_cwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)
         reader.start()
@@ -140,8 +178,8 @@ def measure_latency(setup: Setup, size: str, rate: float, seconds: float) -> Lat
             ).fetchall()
         if status != 0:
             raise BenchFailure(f"the service exited {status} after SIGTERM")
-        report = digest(shrunk_report(size))
-        verify(store, {(cluster, offset): report for cluster, offset in delivered.items()})
+        verify(store, {(cluster, offset): factory.report_digest(number)
+                       for cluster, (offset, number) in delivered.items()})
     finally:
         if process is not None:
             stop_process_group(process)

@@ -14,8 +14,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from bench import ceiling, kafka, procfs
+from bench import ceiling, kafka, pipeline, procfs
 from bench.common import (
+    CLI,
     Backlog,
     BenchFailure,
     SessionSampler,
@@ -28,6 +29,8 @@ from bench.common import (
     writer_env,
 )
 from bench.pg import PgTarget
+from writer.kafka_options import CONSUMER_OPTIONS_VARIABLE
+from writer.message import parse_message
 
 ROLES = ("workers", "supervisor", "postgres", "broker")
 
@@ -35,7 +38,7 @@ ROLES = ("workers", "supervisor", "postgres", "broker")
 @dataclass
 class Result:
     name: str
-    kind: str  # ceiling | writer | baseline
+    kind: str  # ceiling | pipeline | writer | baseline
     messages: int
     rows: int
     seconds: float  # the figure the rate is computed from
@@ -49,6 +52,12 @@ class Result:
     waits: str = ""
     note: str = ""
     prefilled: int = 0
+    # writer: each worker's idle share of the window (main thread neither on a CPU nor waiting for one)
+    idle_share: list[float] = field(default_factory=list)
+    # writer: the workers' CPU by thread class (main, librdkafka, other), µs per message
+    thread_cpu_us_per_message: dict[str, float] = field(default_factory=dict)
+    # writer: the librdkafka consumer options this run set over everybody's (a --consumer-sweep value)
+    consumer_options: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +68,7 @@ class Setup:
     keep: bool
     extra_env: dict[str, str]
     partitions: int
+    writer_command: tuple[str, ...] = (CLI,)  # or common.CANDIDATE_WRITER_COMMAND
 
     def watched(self, sessions: SessionSampler):
         """The extra processes a run samples: its PostgreSQL backends and the broker, where local."""
@@ -121,8 +131,46 @@ def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[
                   cpu_us_per_message={role: None if used is None else 1e6 * used / rows for role, used in cpu.items()})
 
 
+def measure_pipeline(setup: Setup, backlog: Backlog, processes: int, messages: list[tuple[bytes, int]],
+                     batch_size: int, parse=None) -> Result:
+    store = migrated_store(setup.target, f"pipeline{processes}")
+    application = f"ccxw-bench-pipeline-{uuid.uuid4().hex[:8]}"
+    readings = []
+    try:
+        with SessionSampler(store, application) as sessions:
+            watched = setup.watched(sessions)
+
+            def processes_and_others(pids: list[int]) -> dict[int, str]:
+                return {**watched(), **dict.fromkeys(pids, "workers")}
+
+            def connected(pids: list[int]) -> None:
+                deadline = time.time() + 3  # their backends must be known before the clock starts
+                while len(sessions.backend_pids) < processes and time.time() < deadline:
+                    time.sleep(0.02)
+                readings.append(procfs.read_cpu(processes_and_others(pids)))
+
+            def finished_writing(pids: list[int]) -> None:
+                readings.append(procfs.read_cpu(processes_and_others(pids)))
+
+            started, finished, stored, _ = pipeline.run(store.conninfo(application), messages, processes, batch_size,
+                                                        connected, finished_writing, parse or parse_message)
+        rows = verify(store, backlog.expected)
+    finally:
+        if not setup.keep:
+            store.drop()
+    if stored != rows:
+        raise BenchFailure(f"pipeline ceiling: {stored} rows reported stored, {rows} found")
+    seconds = finished - started
+    cpu = {role: procfs.cpu_used(*readings, role) for role in ("workers", "postgres", "broker")}
+    return Result(f"pipeline: parse + COPY from memory, {processes} process{'es' if processes > 1 else ''}",
+                  "pipeline", len(messages), rows, seconds, len(messages) / seconds, streams=processes,
+                  waits=sessions.summary(),
+                  cpu_us_per_message={role: None if used is None else 1e6 * used / len(messages)
+                                      for role, used in cpu.items()})
+
+
 def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int = 0,
-                   wrap: list[str] | None = None) -> Result:
+                   wrap: list[str] | None = None, consumer_options: dict[str, str] | None = None) -> Result:
     store = migrated_store(setup.target, f"writer{workers}")
     application = f"ccxw-bench-writer-{uuid.uuid4().hex[:8]}"
     group = f"ccxw-bench-{uuid.uuid4().hex[:10]}"
@@ -132,11 +180,15 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
             log(f"pre-filling new_reports with {prefilled:,} rows")
             log(f"  done in {prefill(store, prefilled, backlog.size):.0f} s")
         env = writer_env(store, setup.broker, backlog.topic, workers, application, setup.extra_env)
+        if consumer_options:  # over the ones every run sets (--consumer-option)
+            env[CONSUMER_OPTIONS_VARIABLE] = json.dumps(
+                {**json.loads(env.get(CONSUMER_OPTIONS_VARIABLE, "{}")), **consumer_options})
         if backlog.count >= 10_000:
             watcher = kafka.CommitWatcher(setup.broker, backlog.topic, group, sorted(set(backlog.partitions)))
         with SessionSampler(store, application) as sessions:
             run = run_replay(env, group, timeout=120 + backlog.count / 100, extra_pids=setup.watched(sessions),
-                             wrap=wrap, progress=(watcher, backlog.count) if watcher else None)
+                             wrap=wrap, progress=(watcher, backlog.count) if watcher else None,
+                             command=setup.writer_command)
         if run.returncode != 0:
             tail = "\n".join([json.dumps(line) for line in run.log[-15:]] + run.stderr_other[-15:])
             raise BenchFailure(f"--replay with {workers} workers exited {run.returncode}:\n{tail}")
@@ -162,12 +214,21 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
     events = (f"{len(assigned)} assignment events"
               + (f", {failed_commits} failed offset commits" if failed_commits else ""))
     supervisor_rss = run.sampler.peak_rss("supervisor").get(run.pid)
+    label = " ".join(f"{key}={value}" for key, value in (consumer_options or {}).items())
+    sampled = end - begin >= MIN_SAMPLED_INTERVALS * run.sampler.interval
+    threads = run.sampler.thread_cpu_between("workers", begin, end) if sampled else None
     return Result(
-        f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}", "writer", backlog.count, rows,
+        f"this writer: --replay, {workers} worker{'s' if workers > 1 else ''}" + (f" [{label}]" if label else ""),
+        "writer", backlog.count, rows,
         end - begin, backlog.count / (end - begin), total, backlog.count / total, streams=workers,
         cpu_us_per_message=cpu_per_message(run.sampler, begin, end, backlog.count),
         worker_rss_kib=sorted(run.sampler.peak_rss("workers").values()), supervisor_rss_kib=supervisor_rss,
         waits=sessions.summary(), note=events, prefilled=prefilled,
+        idle_share=[share for _, share in sorted(run.sampler.idle_shares("workers", begin, end).items())]
+        if sampled else [],
+        thread_cpu_us_per_message={kind: 1e6 * seconds / backlog.count for kind, seconds in threads.items()}
+        if threads else {},
+        consumer_options=dict(consumer_options or {}),
     )
 
 

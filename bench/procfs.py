@@ -34,6 +34,43 @@ def cpu_seconds(pid: int) -> float | None:
     return None if fields is None else (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def main_thread_schedstat(pid: int) -> tuple[float, float] | None:
+    """Seconds the process's main thread has run on a CPU, and waited on a run queue for one.
+
+    /proc/PID/schedstat belongs to the thread group leader only (the worker's main thread, which polls,
+    parses and writes), not to librdkafka's threads; nanosecond counters, kept by the scheduler."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as handle:
+            run, wait = handle.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return int(run) / 1e9, int(wait) / 1e9
+
+
+# Thread classes of a worker: its main thread, librdkafka's threads (named "rdk:..."), any other thread.
+THREAD_CLASSES = ("main", "librdkafka", "other")
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float] | None:
+    """User + system CPU time of a process's live threads by class (``THREAD_CLASSES``)."""
+    totals = dict.fromkeys(THREAD_CLASSES, 0.0)
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as handle:
+                text = handle.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        kind = "main" if int(task) == pid else "librdkafka" if name.startswith("rdk:") else "other"
+        totals[kind] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return totals
+
+
 def _boot_time() -> float:
     with open("/proc/stat") as handle:
         for line in handle:
@@ -156,6 +193,10 @@ class _Track:
     started: float | None
     samples: list[tuple[float, float]] = field(default_factory=list)  # (wall time, CPU seconds)
     peak_rss_kib: int = 0
+    # The root's descendants only: (wall time, main thread's run seconds + run-queue wait seconds) and
+    # (wall time, CPU seconds per thread class).
+    busy: list[tuple[float, float]] = field(default_factory=list)
+    threads: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
 
 class ProcessSampler:
@@ -201,8 +242,15 @@ class ProcessSampler:
                 track = self.tracks.get(pid)
                 if track is None:
                     track = self.tracks[pid] = _Track(role, start_time(pid))
-                track.samples.append((time.time(), cpu))
+                now = time.time()
+                track.samples.append((now, cpu))
                 track.peak_rss_kib = max(track.peak_rss_kib, rss or 0)
+                if role == "children":
+                    sched, threads = main_thread_schedstat(pid), thread_cpu_seconds(pid)
+                    if sched is not None:
+                        track.busy.append((now, sched[0] + sched[1]))
+                    if threads is not None:
+                        track.threads.append((now, threads))
             self._stop.wait(self.interval)
 
     def assign(self, roles: dict[int, str], default: str) -> None:
@@ -222,15 +270,40 @@ class ProcessSampler:
     def peak_rss(self, role: str) -> dict[int, int]:
         return {pid: t.peak_rss_kib for pid, t in self.tracks.items() if t.role == role}
 
+    def idle_shares(self, role: str, start: float, end: float) -> dict[int, float]:
+        """Per process of ``role``: the share of the window its main thread was neither running on a CPU
+        nor waiting on a run queue for one (from /proc/PID/schedstat, interpolated at the edges)."""
+        shares = {}
+        for pid, track in self.tracks.items():
+            if track.role == role and track.busy and end > start:
+                busy = _value_at(track.busy, track.started, end) - _value_at(track.busy, track.started, start)
+                shares[pid] = min(1.0, max(0.0, 1 - busy / (end - start)))
+        return shares
+
+    def thread_cpu_between(self, role: str, start: float, end: float) -> dict[str, float] | None:
+        """CPU seconds the processes of ``role`` used between two times, by thread class; None if none was seen."""
+        tracks = [t for t in self.tracks.values() if t.role == role and t.threads]
+        if not tracks:
+            return None
+        totals = dict.fromkeys(THREAD_CLASSES, 0.0)
+        for track in tracks:
+            for kind in THREAD_CLASSES:
+                series = [(moment, values[kind]) for moment, values in track.threads]
+                totals[kind] += _value_at(series, track.started, end) - _value_at(series, track.started, start)
+        return totals
+
 
 def _cpu_at(track: _Track, moment: float) -> float:
-    """CPU time at ``moment``, linear between the samples around it (from 0 at the process start when
-    it was first seen after ``moment``); the last sample after the last one."""
-    samples = track.samples
-    if track.started is not None and track.started < samples[0][0]:
-        samples = [(track.started, 0.0), *samples]
+    return _value_at(track.samples, track.started, moment)
+
+
+def _value_at(samples: list[tuple[float, float]], started: float | None, moment: float) -> float:
+    """A growing counter (CPU time) at ``moment``, linear between the samples around it (from 0 at the
+    process start when it was first seen after ``moment``); the last sample after the last one."""
+    if started is not None and started < samples[0][0]:
+        samples = [(started, 0.0), *samples]
     if moment <= samples[0][0]:
-        return 0.0 if track.started is not None and track.started >= moment else samples[0][1]
+        return 0.0 if started is not None and started >= moment else samples[0][1]
     for (t0, c0), (t1, c1) in zip(samples, samples[1:], strict=False):
         if t0 <= moment <= t1:
             return c0 + (c1 - c0) * (moment - t0) / (t1 - t0) if t1 > t0 else c1

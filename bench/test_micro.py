@@ -14,6 +14,7 @@ import json
 import orjson
 import pytest
 
+from bench import candidate_decode
 from writer.copy_rows import encode_rows, unique_by_key
 from writer.message import STRIPPED_REPORT_KEYS, Row, parse_message
 from writer.sample_messages import SIZES, encoded, full_report
@@ -32,6 +33,14 @@ def test_parse_message(benchmark, size):
     assert not set(STRIPPED_REPORT_KEYS) & set(stored)
     assert stored["reports"] == full_report(size)["reports"]
     benchmark.extra_info["report_bytes"] = len(row.report)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_parse_message_candidate(benchmark, size):
+    """The candidate decode (bench/candidate_decode.py, msgspec), for the side-by-side figures; same rows."""
+    value = encoded(7, size)
+    row = benchmark(candidate_decode.parse_message, value, 7, NOW)
+    assert row == parse_message(value, 7, NOW)
 
 
 def test_parse_message_exact_integer_path(benchmark):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bench import procfs
 from bench.kafka import Broker
+from bench.measure import Result
 from bench.pg import PgTarget, Store
 from writer import config as writer_config
 from writer.database import conninfo as writer_conninfo
@@ -184,3 +186,116 @@ def test_a_port_forwarder_is_not_taken_for_the_broker():
         listener.listen()
         port = listener.getsockname()[1]
         assert Broker({"bootstrap.servers": f"localhost:{port}"}, {}, "x").local_pid() == os.getpid()
+
+
+# ---- what the benchmark computes from a run (pure) ----------------------------------------------
+
+def _run(kind: str, streams: int, rate: float, **fields) -> Result:
+    return Result(f"{kind} {streams}", kind, 1000, 1000, 1000 / rate, rate, streams=streams, **fields)
+
+
+def test_targets_are_computed_from_the_run():
+    from bench.targets import evaluate
+
+    results = [
+        _run("ceiling", 2, 20_000), _run("pipeline", 2, 10_000),
+        _run("writer", 2, 9_000, cpu_us_per_message={"workers": 20.0}, idle_share=[0.10, 0.20]),
+        _run("writer", 2, 50_000, consumer_options={"fetch.wait.max.ms": "10"}),  # a swept run: not the target's
+    ]
+    rss = [_run("writer", 2, 1, worker_rss_kib=[150 * 1024, 160 * 1024]),
+           _run("writer", 2, 1, worker_rss_kib=[165 * 1024])]
+    verdicts = evaluate(results, 0.25, rss)
+    # 90% of the pipeline ceiling, 45% of the COPY ceiling, 20 µs, one worker 20% idle, 250 ms, +3.1% and 165 MiB
+    assert [v.met for v in verdicts] == [True, False, True, False, True, True]
+    assert "90%" in verdicts[0].result and "45%" in verdicts[1].result and "10%, 20%" in verdicts[3].result
+    assert "+3.1%" in verdicts[5].result  # 160 -> 165 MiB, the largest worker of each backlog
+    higher = [_run("writer", 2, 1, worker_rss_kib=[150 * 1024]), _run("writer", 2, 1, worker_rss_kib=[171 * 1024])]
+    assert evaluate(results, 0.25, higher)[5].met is False  # +14% and over 170 MiB
+
+
+def test_targets_not_measured_are_said_so():
+    from bench.targets import evaluate
+
+    verdicts = evaluate([_run("writer", 1, 5_000)], None, [])
+    assert [v.met for v in verdicts] == [None] * 6
+    assert all(v.answer == "not measured" for v in verdicts)
+
+
+def test_consumer_sweep_varies_one_option_at_a_time():
+    from bench.e2e import consumer_sweep, consumer_variants
+
+    sweeps = [consumer_sweep("fetch.queue.backoff.ms=1000,10,10"), consumer_sweep("fetch.wait.max.ms = 10")]
+    assert sweeps == [("fetch.queue.backoff.ms", ["1000", "10"]), ("fetch.wait.max.ms", ["10"])]
+    assert consumer_variants(sweeps) == [{}, {"fetch.queue.backoff.ms": "1000"}, {"fetch.queue.backoff.ms": "10"},
+                                         {"fetch.wait.max.ms": "10"}]
+
+
+def test_idle_share_from_the_main_threads_busy_time():
+    sampler = procfs.ProcessSampler(None)
+    # busy (run + run-queue wait) grows 0.5 s per second from 1.0 to 3.0, then not at all (the worker idles)
+    sampler.tracks[7] = procfs._Track("workers", started=0.0, busy=[(1.0, 0.2), (3.0, 1.2), (5.0, 1.2)])
+    sampler.tracks[8] = procfs._Track("supervisor", started=0.0, busy=[(1.0, 0.0), (5.0, 4.0)])
+    shares = sampler.idle_shares("workers", 1.0, 5.0)
+    assert shares == {7: 0.75}  # 1.0 s busy of 4 s
+    assert sampler.idle_shares("workers", 1.0, 3.0) == {7: 0.5}
+
+
+def test_this_process_threads_and_schedstat_are_read():
+    import threading
+
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: stop.wait(0.3), daemon=True)
+    spinner.start()
+    try:
+        threads = procfs.thread_cpu_seconds(os.getpid())
+    finally:
+        stop.set()
+    assert threads is not None and set(threads) == set(procfs.THREAD_CLASSES)
+    assert threads["main"] > 0  # this test process has run on a CPU
+    run, wait = procfs.main_thread_schedstat(os.getpid())
+    assert run > 0 and wait >= 0
+    assert procfs.main_thread_schedstat(2**22 + 12345) is None
+
+
+def test_the_mock_host_creates_topics_of_any_partition_count():
+    from bench.mock_host import MockHost
+
+    host = MockHost()
+    try:
+        host.create_topic("bench-unit-topic", 7)
+        assert Broker({"bootstrap.servers": host.bootstrap_servers}, {}, "x").partitions("bench-unit-topic") == 7
+        try:
+            host.create_topic("bench-unit-topic", 3)
+        except RuntimeError as error:
+            assert "TOPIC_ALREADY_EXISTS" in str(error)
+        else:
+            raise AssertionError("creating an existing topic succeeded")
+    finally:
+        host.stop()
+
+
+def test_latency_messages_carry_their_cluster_time_and_report():
+    import datetime
+
+    from bench.latency import TimedMessages
+    from writer.message import Row, parse_message
+    from writer.sample_messages import cluster_id
+
+    moment = datetime.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=datetime.UTC)
+    for mix in ("varied", "uniform"):
+        messages = TimedMessages(mix, "middle_size")
+        for number in (3, 3 + TimedMessages.POOL, 50_000_001):
+            row = parse_message(messages.encoded(number, moment), 0, datetime.datetime(2100, 1, 1))
+            assert type(row) is Row
+            assert row.cluster == cluster_id(number)
+            assert row.updated_at == moment.replace(tzinfo=None)
+            assert hashlib.md5(row.report).hexdigest() == messages.report_digest(number)  # noqa: S324
+
+
+def test_the_mock_gets_partitions_for_its_backlog_a_given_broker_what_is_asked():
+    mock = Broker({"bootstrap.servers": "x:1"}, {}, "mock", mock=object())  # type: ignore[arg-type]
+    assert mock.partitions_for(1000, "varied", 4) == 4
+    assert mock.partitions_for(100_000, "varied", 4) == 29  # 3,500 varied messages a partition
+    assert mock.partitions_for(100_000, "uniform", 4) == 4
+    given = Broker({"bootstrap.servers": "x:1"}, {}, "given")
+    assert given.partitions_for(100_000, "varied", 4) == 4

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from typing import Any
 
 from writer.config import Config
+
+# librdkafka consumer options (a JSON object) applied over the ones chosen below, to measure other
+# settings side by side (``bench.e2e --consumer-option/--consumer-sweep``); not a configuration setting.
+CONSUMER_OPTIONS_VARIABLE = "CCX_NOTIFICATION_WRITER_CONSUMER_OPTIONS"
 
 
 def common_options(config: Config) -> dict[str, Any]:
@@ -46,11 +52,38 @@ def consumer_options(config: Config, group_id: str | None = None) -> dict[str, o
             "statistics.interval.ms": 5000,
             # A broker answers a fetch as soon as data arrives; one that holds it for the whole wait
             # (librdkafka's mock) adds up to this much latency. 100 ms (default 500) halved p50/p99
-            # produce->commit latency on the mock (bench/README.md); idle fetches are cheap.
+            # produce->commit latency on the mock (bench/README.md); idle fetches are cheap. 10 ms
+            # drained backlogs faster on the mock (2 workers 8,336 vs 5,378 and 9,965 vs 6,494 msg/s),
+            # which is the mock's wait, not a broker's; not taken: 10x the idle fetches on a broker.
             "fetch.wait.max.ms": 100,
+            # Once the prefetch queue passes queued.max.messages.kbytes, librdkafka postpones the next
+            # fetch of a partition by this much (default 1000 ms), although a worker drains the queue in
+            # a fraction of that and then waits in consume(). 10 ms, measured side by side (40k varied
+            # messages, best of 3): 1 worker 3,175 -> 7,184 msg/s, 2 workers 5,229 -> 10,621; each
+            # worker's idle share 73 -> 40%, 64 -> 50% (bench/README.md, "Consumer settings").
+            "fetch.queue.backoff.ms": 10,
+            # The prefetch queue (decompressed messages; one queue per consumer): with the short backoff
+            # it refills in time, so a small one costs no throughput (16 MiB vs 32 and 64 MiB: equal
+            # within run-to-run noise in three sweeps) and bounds memory: worker peak RSS 112-148 MiB
+            # vs 160-178 (32 MiB) and 174-269 (64 MiB, the default).
+            "queued.max.messages.kbytes": 16384,
+            # fetch.max.bytes (50 MiB) and max.partition.fetch.bytes (1 MiB) stay librdkafka's: 8 MiB
+            # fetches were no faster (6,510 vs 6,494 msg/s) and used as much memory (222 vs 224 MiB).
         }
     )
+    options.update(measured_overrides(os.environ))
     return options
+
+
+def measured_overrides(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The librdkafka options a measurement sets through ``CONSUMER_OPTIONS_VARIABLE`` (none when unset)."""
+    text = environ.get(CONSUMER_OPTIONS_VARIABLE, "")
+    if not text:
+        return {}
+    overrides = json.loads(text)
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{CONSUMER_OPTIONS_VARIABLE} must hold a JSON object of librdkafka options")
+    return {str(key): str(value) for key, value in overrides.items()}
 
 
 def producer_options(config: Config) -> dict[str, object]:

@@ -193,14 +193,19 @@ def _dump_json(report: dict[str, Any]) -> bytes:
         raise _Reject(INVALID_JSON, f"Report cannot be written as JSON: {error}") from None
 
 
+def _type_name(value: Any, wide: _WideIntegers | None) -> str:
+    """The JSON value's Python type, for a rejection; an integer beyond 64 bits is named int, not float."""
+    if wide is not None and type(value) is float and abs(value) >= _WIDENED_MAGNITUDE:
+        wide.parse_exactly_if_found()
+    return type(value).__name__
+
+
 def _integer(message: dict[str, Any], field: str, wide: _WideIntegers | None) -> int:
     if field not in message:
         raise _Reject(MISSING_FIELD, f"{field} is missing")
     value = message[field]
-    if wide is not None and type(value) is float and abs(value) >= _WIDENED_MAGNITUDE:
-        wide.parse_exactly_if_found()
     if type(value) is not int:
-        raise _Reject(WRONG_TYPE, f"{field} must be an integer, got {type(value).__name__}")
+        raise _Reject(WRONG_TYPE, f"{field} must be an integer, got {_type_name(value, wide)}")
     if not 0 <= value <= PG_INTEGER_MAX:
         raise _Reject(OUT_OF_RANGE, f"{field} {value} is outside 0..{PG_INTEGER_MAX}")
     return value
@@ -266,7 +271,7 @@ def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool
         wide = None if exact else _WideIntegers(value)  # exact: numbers are what was sent
         message = _load_json(value, exact)
         if not isinstance(message, dict):
-            raise _Reject(NOT_AN_OBJECT, f"message is a JSON {type(message).__name__}, not an object")
+            raise _Reject(NOT_AN_OBJECT, f"message is a JSON {_type_name(message, wide)}, not an object")
         request_id = message.get("RequestId")
         if request_id is not None and not isinstance(request_id, str):
             request_id = None
@@ -286,7 +291,7 @@ def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool
             raise _Reject(MISSING_FIELD, "Report is missing")
         report = message["Report"]
         if not isinstance(report, dict):
-            raise _Reject(WRONG_TYPE, f"Report must be an object, got {type(report).__name__}")
+            raise _Reject(WRONG_TYPE, f"Report must be an object, got {_type_name(report, wide)}")
         missing = [key for key in REQUIRED_REPORT_KEYS if key not in report]
         if missing:
             raise _Reject(INCOMPLETE_REPORT, f"Report lacks {', '.join(missing)}")
@@ -304,7 +309,7 @@ def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool
             raise _Reject(INVALID_TIMESTAMP, "LastChecked is missing")
         last_checked = message["LastChecked"]
         if not isinstance(last_checked, str):
-            raise _Reject(INVALID_TIMESTAMP, f"LastChecked must be a string, got {type(last_checked).__name__}")
+            raise _Reject(INVALID_TIMESTAMP, f"LastChecked must be a string, got {_type_name(last_checked, wide)}")
         try:
             updated_at = parse_timestamp(last_checked)
         except (ValueError, OverflowError) as error:

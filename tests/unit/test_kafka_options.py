@@ -190,3 +190,18 @@ def test_config_repr_hides_every_secret(load):
                        "pgPARAMrepr7"):
             assert secret not in text
     assert "sslmode=require" in repr(config)
+
+
+def test_measured_consumer_overrides_apply_over_the_chosen_options(load, monkeypatch):
+    from writer.kafka_options import CONSUMER_OPTIONS_VARIABLE
+
+    config = load()
+    chosen = consumer_options(config)
+    monkeypatch.setenv(CONSUMER_OPTIONS_VARIABLE, '{"fetch.queue.backoff.ms": 500, "fetch.max.bytes": "1048576"}')
+    measured = consumer_options(config)
+    assert measured["fetch.queue.backoff.ms"] == "500" and measured["fetch.max.bytes"] == "1048576"
+    assert {k: v for k, v in measured.items() if k not in ("fetch.queue.backoff.ms", "fetch.max.bytes")} == {
+        k: v for k, v in chosen.items() if k not in ("fetch.queue.backoff.ms", "fetch.max.bytes")}
+    monkeypatch.setenv(CONSUMER_OPTIONS_VARIABLE, '["not", "an", "object"]')
+    with pytest.raises(ValueError, match=CONSUMER_OPTIONS_VARIABLE):
+        consumer_options(config)

@@ -4,6 +4,7 @@ shrinking, LastChecked. The report's content, properties and parse counts: test_
 from __future__ import annotations
 
 import datetime
+import json
 
 import orjson
 import pytest
@@ -104,6 +105,23 @@ def test_integer_out_of_postgres_range(field, number):
 def test_integer_beyond_64_bits_in_orgid_is_out_of_range_not_a_float():
     text = orjson.dumps(valid()).replace(b'"OrgID":1000', b'"OrgID":123456789012345678901234567890')
     rejected(text, m.OUT_OF_RANGE)
+
+
+@pytest.mark.parametrize("field,reason,detail", [
+    ("LastChecked", m.INVALID_TIMESTAMP, "LastChecked must be a string, got int"),
+    ("Report", m.WRONG_TYPE, "Report must be an object, got int"),
+    (None, m.NOT_AN_OBJECT, "message is a JSON int, not an object"),
+])
+@pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**30])
+def test_an_integer_beyond_64_bits_is_named_int_not_float(field, reason, detail, number):
+    # orjson reads it as a float; the rejection names what was sent (found by the msgspec candidate's comparison).
+    body = number if field is None else valid(**{field: number})
+    assert rejected(json.dumps(body).encode(), reason).detail == detail
+
+
+def test_a_float_beyond_64_bits_is_still_named_float():
+    assert rejected(orjson.dumps(valid(LastChecked=1e19)), m.INVALID_TIMESTAMP).detail.endswith("got float")
+    assert rejected(b"1e19", m.NOT_AN_OBJECT).detail == "message is a JSON float, not an object"
 
 
 @pytest.mark.parametrize("bad", [123, None, True, ["x"], {"id": CLUSTER}])
