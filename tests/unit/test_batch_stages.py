@@ -161,6 +161,18 @@ def test_a_revocation_while_a_batch_is_gathered_drops_its_messages_of_the_revoke
     assert [(m.partition(), m.offset()) for m in messages] == [(0, 1), (0, 2)]
 
 
+def test_a_revocation_inside_consume_drops_the_messages_gathered_before_it():
+    class RevokingConsumer(BatchConsumer):
+        def consume(self, num_messages, timeout):
+            poller.drop({T1})  # what the worker's revoke callback does, inside consume()
+            return [valid(0, 5)]
+
+    poller = Poller(RevokingConsumer([]), polled=lambda: None)
+    poller.carry_over = [valid(1, 3), valid(0, 4)]
+    messages = poller.gather(10, 0.01)
+    assert [(m.partition(), m.offset()) for m in messages] == [(0, 4), (0, 5)]
+
+
 def test_partitions_stay_paused_while_any_reason_holds():
     consumer = BatchConsumer([])
     poller = Poller(consumer, polled=lambda: None, resumable=lambda partitions: partitions[:1])

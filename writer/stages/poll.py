@@ -50,14 +50,18 @@ class Poller:
         while len(self._gathered) < batch_size:
             if between is not None:
                 between()
-                self._gathered += self._take_carried(batch_size - len(self._gathered))
+                carried = self._take_carried(batch_size - len(self._gathered))
+                self._gathered.extend(carried)
                 if len(self._gathered) >= batch_size:
                     break
             left = deadline - self._clock()
             if left <= 0:
                 break
             wait = min(left, POLL_SLICE_S) if between is not None else left
-            self._gathered += self.consumer.consume(num_messages=batch_size - len(self._gathered), timeout=wait)
+            # Fetched first, added after: a revocation inside consume() replaces ``_gathered`` (``drop``), and
+            # ``self._gathered += consume()`` would extend the list read before the call, bringing the dropped back.
+            fresh = self.consumer.consume(num_messages=batch_size - len(self._gathered), timeout=wait)
+            self._gathered.extend(fresh)
             self._polled()
             if between is None:
                 break
