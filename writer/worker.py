@@ -143,6 +143,9 @@ class Worker:
         self.waiting: ParsedBatch | None = None  # parsed, waiting for the write in flight to end
         # A replay's progress of partitions whose offset commit failed: published once a commit of them succeeds.
         self.unpublished = ReplayProgress()
+        # A batch failed (write, dead letters...), or the worker is closing: no batch is finished any more, so no
+        # offset past a failed batch is committed (closing the consumer revokes: that callback finishes nothing).
+        self.halted = False
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -193,6 +196,7 @@ class Worker:
             log.error("Kafka consumer error: %s", error)
             exit_code = exit_codes.CONSUMER_ERROR
         finally:
+            self.halted = True
             self._close()
         return exit_code
 
@@ -252,20 +256,24 @@ class Worker:
 
     def _hand_over(self, batch: ParsedBatch) -> None:
         """Start writing ``batch`` once the write in flight ended, then finish the batch that write belonged to."""
-        written = self.in_flight
-        if written is not None:
+        previous = self.in_flight
+        if previous is not None:
             self.waiting = batch  # a revocation meanwhile drops its messages of the revoked partitions
             try:
-                self._wait_for(written)
+                self._wait_for(previous)
             finally:
                 self.waiting = None
             self.in_flight = None
-            if self.stop.requested:  # no new write: the parsed batch is consumed again after the restart
-                self._finish(written)
+            # No new write after a failed one (its error is raised here, nothing after it is written or committed),
+            # nor after a stop (the parsed batch is consumed again after the restart).
+            if previous.error is not None or self.stop.requested:
+                self._finish(previous)
                 return
+        elif self.stop.requested:
+            return
         self.in_flight = self.write_thread.submit(batch)
-        if written is not None:
-            self._finish(written)
+        if previous is not None:
+            self._finish(previous)
 
     def _finish_if_written(self) -> None:
         if self.in_flight is not None and self.in_flight.done():
@@ -319,7 +327,17 @@ class Worker:
     def _finish(self, job: Job, revoking: set[Partition] | None = None) -> None:
         """Steps 3-5 of a batch whose write ended (its error raised): dead letters, counts, commit, tracker.
 
-        ``revoking``: inside a revocation of these partitions (see the module docstring)."""
+        Never after a failed one (``halted``). ``revoking``: inside a revocation of these
+        partitions (see the module docstring)."""
+        if self.halted:
+            return
+        try:
+            self._finish_batch(job, revoking)
+        except BaseException:
+            self.halted = True
+            raise
+
+    def _finish_batch(self, job: Job, revoking: set[Partition] | None) -> None:
         outcome = job.result()
         batch = job.batch
         if batch.consumed:
@@ -367,7 +385,7 @@ class Worker:
     def _finish_before_revocation(self, revoked: set[Partition]) -> None:
         """Inside a revocation: the write in flight ends and its batch is finished (see the module docstring)."""
         job = self.in_flight
-        if job is None:
+        if job is None or self.halted:
             return
         until = time.monotonic() + REVOKE_WAIT_S
         while not job.in_trouble and not job.wait(_WRITE_WAIT_STEP_S):

@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from tests.unit.test_batch_stages import FakeMessage, valid
 from writer import exit_codes
+from writer.dead_letters import DeadLetterError
 from writer.message import REFUSED_BY_DATABASE
 from writer.metrics import Metrics
 from writer.partitions import PartitionBook
@@ -58,6 +59,7 @@ class FakeConsumer:
         self._pending: list = []
         self._callbacks = None
         self._assignment: list = []
+        self.closed = False
 
     def subscribe(self, topics, on_assign, on_revoke, on_lost):
         self._callbacks = (on_assign, on_revoke)
@@ -115,7 +117,11 @@ class FakeConsumer:
     incremental_assign = assign
 
     def close(self):
-        pass
+        """As librdkafka's consumer close with a rebalance callback: the assigned partitions are revoked first (a
+        commit sent in that callback lands; checked on the mock cluster)."""
+        if self._callbacks is not None and self._assignment:
+            self._revoke([tp.partition for tp in self._assignment])
+        self.closed = True
 
 
 class GatedWriter:
@@ -145,13 +151,20 @@ class GatedWriter:
 
 
 class RecordingDeadLetters:
-    def __init__(self) -> None:
+    """Acknowledges every dead letter, except at the flushes numbered in ``fail_flushes`` (from 0)."""
+
+    def __init__(self, fail_flushes=()) -> None:
         self.sent: list = []
+        self.flushes = 0
+        self.fail_flushes = set(fail_flushes)
 
     def send(self, message, rejection):
         self.sent.append((message, rejection))
 
-    def flush(self, timeout):
+    def flush(self, timeout, *_time_left):
+        number, self.flushes = self.flushes, self.flushes + 1
+        if number in self.fail_flushes:
+            raise DeadLetterError("not acknowledged (fake)")
         return len(self.sent)
 
 
@@ -278,6 +291,38 @@ def test_a_failed_write_stops_the_worker_and_commits_nothing_from_its_batch_on()
     assert running.exit_code == exit_codes.STORAGE_ERROR
     assert consumer.commits == [{0: 2}]
     assert len(writer.calls) == 2  # the batch after the failed one is not written
+
+
+def test_after_a_failed_write_the_next_batch_is_neither_written_nor_committed_not_even_by_closing():
+    """The write fails while the next batch waits for it (``_hand_over``); closing the consumer then revokes, and
+    that revocation must not finish a batch after the failed one (its offsets would skip the failed batch)."""
+    writer = GatedWriter(script={1: FatalDatabaseError("no such table")})
+    writer.gates = {1: threading.Event()}
+    batches = [[valid(0, 0), valid(0, 1)], [valid(0, 2), valid(0, 3)], [valid(0, 4), valid(0, 5)]]
+    worker, consumer, _ = build(batches, writer)
+    running = Running(worker)
+    wait_until(lambda: worker.waiting is not None and consumer.delivered == 3, "the third batch waiting for the second")
+    writer.gates[1].set()
+    running.thread.join(WAIT_S)
+    assert running.exit_code == exit_codes.STORAGE_ERROR
+    assert consumer.closed and consumer.revoked.is_set()
+    assert [[row.kafka_offset for row in rows] for rows in writer.calls] == [[0, 1], [2, 3]]
+    assert consumer.commits == [{0: 2}]
+
+
+def test_after_a_batchs_dead_letters_failed_the_batch_written_meanwhile_is_not_committed_by_closing():
+    writer = GatedWriter()
+    writer.gates = {1: threading.Event()}
+    letters = RecordingDeadLetters(fail_flushes={0})  # the second batch's (the first has no rejection)
+    batches = [[valid(0, 0), valid(0, 1)], [valid(0, 2), FakeMessage(0, 3, b"not json")], [valid(0, 4), valid(0, 5)]]
+    worker, consumer, _ = build(batches, writer, letters)
+    running = Running(worker)
+    wait_until(lambda: worker.waiting is not None and consumer.delivered == 3, "the third batch waiting for the second")
+    writer.gates[1].set()  # the third batch's write starts, then the second's dead letters fail
+    running.thread.join(WAIT_S)
+    assert running.exit_code == exit_codes.PRODUCER_ERROR
+    assert consumer.closed and consumer.revoked.is_set()
+    assert consumer.commits == [{0: 2}]
 
 
 def test_a_stop_during_a_retry_ends_the_retry_and_commits_nothing():
