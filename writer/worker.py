@@ -282,10 +282,11 @@ class Worker:
 
     def _finish_in_flight(self) -> None:
         """Stopping: the write in flight ends (bounded by the stop rules) and its batch is finished if stored."""
-        if self.in_flight is not None:
-            self._wait_for(self.in_flight)
-            written, self.in_flight = self.in_flight, None
-            self._finish(written)
+        job = self.in_flight
+        if job is not None:
+            self._wait_for(job)  # a revocation meanwhile may finish it: ``_finish`` then does nothing
+            self.in_flight = None
+            self._finish(job)
 
     def _wait_for(self, job: Job) -> None:
         """Until ``job``'s write ends; while it is retried, the partitions are paused and the group served."""
@@ -327,10 +328,11 @@ class Worker:
     def _finish(self, job: Job, revoking: set[Partition] | None = None) -> None:
         """Steps 3-5 of a batch whose write ended (its error raised): dead letters, counts, commit, tracker.
 
-        Never after a failed one (``halted``). ``revoking``: inside a revocation of these
+        Once per batch, and never after a failed one (``halted``). ``revoking``: inside a revocation of these
         partitions (see the module docstring)."""
-        if self.halted:
+        if job.finished or self.halted:
             return
+        job.finished = True
         try:
             self._finish_batch(job, revoking)
         except BaseException:

@@ -325,6 +325,52 @@ def test_after_a_batchs_dead_letters_failed_the_batch_written_meanwhile_is_not_c
     assert consumer.commits == [{0: 2}]
 
 
+def retry_ends_inside_a_poll_that_revokes(worker, consumer, writer: GatedWriter, release: threading.Event,
+                                          when=lambda: True) -> None:
+    """The retried write (the writer's second call) ends during a poll that also serves a revocation of t[1]."""
+    real_poll = consumer.poll
+
+    def poll(timeout):
+        if len(writer.calls) == 2 and not release.is_set() and when():
+            job = worker.in_flight
+            release.set()
+            wait_until(job.done, "the retry ended")
+            consumer.revoke_on_poll = [1]
+        return real_poll(timeout)
+
+    consumer.poll = poll
+
+
+def test_a_batch_finished_by_a_revocation_while_the_main_loop_waits_for_it_is_finished_once():
+    release = threading.Event()
+    writer = GatedWriter(script={0: TransientDatabaseError("down")})
+    writer.gates = {1: release}
+    letters = RecordingDeadLetters()
+    batches = [[valid(0, 0), FakeMessage(1, 0, b"not json")], [valid(0, 1), valid(1, 1)]]
+    worker, consumer, _ = build(batches, writer, letters)
+    retry_ends_inside_a_poll_that_revokes(worker, consumer, writer, release)
+    running = Running(worker)
+    wait_until(lambda: len(consumer.commits) == 2, "both batches committed")
+    assert running.stop() == exit_codes.OK
+    assert [(m.partition(), m.offset()) for m, _ in letters.sent] == [(1, 0)]
+    assert worker.metrics.original["consumed_messages"]._value.get() == 3  # 2 + the second batch's t[0] message
+    # The revocation commits the first batch's t[1] (not waited for), its t[0] goes with the second batch.
+    assert consumer.commits == [{1: 1}, {0: 2}]
+
+
+def test_a_stop_while_a_revocation_finishes_the_batch_waited_for_exits_cleanly():
+    release = threading.Event()
+    writer = GatedWriter(script={0: TransientDatabaseError("down")})
+    writer.gates = {1: release}
+    worker, consumer, _ = build([[valid(0, 0), valid(1, 0)]], writer)
+    retry_ends_inside_a_poll_that_revokes(worker, consumer, writer, release, when=lambda: worker.stop.requested)
+    running = Running(worker)
+    wait_until(lambda: len(writer.calls) == 2, "the retry")
+    assert running.stop() == exit_codes.OK  # not 1 (configuration error) from a crash
+    assert worker.metrics.original["consumed_messages"]._value.get() == 2
+    assert consumer.commits == [{1: 1}, {0: 1}]  # t[1] in the revocation, t[0] while closing
+
+
 def test_a_stop_during_a_retry_ends_the_retry_and_commits_nothing():
     writer = GatedWriter(script={n: TransientDatabaseError("down") for n in range(1000)})
     batches = [[valid(0, 0), valid(0, 1)]]

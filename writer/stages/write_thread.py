@@ -29,6 +29,9 @@ class InFlight(Generic[Batch, Outcome]):
         self.outcome: Outcome | None = None
         self.error: BaseException | None = None
         self.in_trouble = False  # set by the write thread: the write is being retried or split
+        # Set by the consumer's thread when it takes the batch's steps after the write (at most once: a revocation
+        # may do it while the main loop also waits for the same write).
+        self.finished = False
         self._done = threading.Event()
 
     def done(self) -> bool:
