@@ -36,14 +36,18 @@ offset commits) and the producers are used by this thread only.
 
 Revocation (``_on_revoke``, inside a poll of this thread), before the
 callback returns: the write in flight ends (at most ``REVOKE_WAIT_S``, or
-the stop bound) and its batch is finished there, the offsets of the revoked
+the stop bound) and its batch is finished there (its dead letters within the
+rest of ``REVOKE_BUDGET_S``), the offsets of the revoked
 partitions committed without waiting for the answer (a rebalance callback
 cannot poll; the others are committed with the next batch). A write being
 retried is not waited for: its rows are still written, but its offsets of
 the revoked partitions are dropped, as is everything of them polled but not
 written (carried over, gathered, or parsed and waiting for the write
 thread): their next owner reads those messages again (and skips what is
-stored as duplicates).
+stored as duplicates). Once a batch failed (``halted``), a revocation,
+closing included, finishes nothing: no offset past the failed batch is
+committed. Lost partitions (``_on_lost``: the group went on without this
+member) are dropped the same way, without waiting and without any commit.
 
 Stop time: a worker exits within ``shutdown_timeout_s`` (default 20 s) of
 SIGTERM in every state (``stages.stop``). The retry sleep ends at once and no
@@ -103,9 +107,12 @@ PAUSE_FOR_RETRY = "database write retried"
 # After a stop request, the watchdog cuts a write at half the shutdown timeout; a write thread still busy this
 # long after that is left behind (its batch uncommitted), so closing keeps its time.
 _WATCHDOG_GRACE_S = 1.0
-# A revocation waits this long at most for the write in flight (a healthy batch takes well under a second); a
-# longer write goes on, but its offsets of the revoked partitions are left to their next owner.
-REVOKE_WAIT_S = 10.0
+# A revocation holds up the whole group (eager: every member waits in JoinGroup), so its callback has one budget:
+# at most REVOKE_WAIT_S for the write in flight (a healthy batch takes well under a second; a longer write goes on,
+# but its offsets of the revoked partitions are left to their next owner), then the rest of REVOKE_BUDGET_S (at
+# least 2 s) for the dead letters of its batch (not acknowledged by then: the worker stops, nothing committed).
+REVOKE_WAIT_S = 8.0
+REVOKE_BUDGET_S = 10.0
 # Closing: at most this long serving a rebalance so the last offsets get through, then for the producers' flushes.
 CLOSE_COMMIT_S = 5.0
 CLOSE_DEAD_LETTERS_FLUSH_S = 5.0
@@ -166,7 +173,7 @@ class Worker:
             self.heartbeat.assigned(self.replay.assign(self.consumer))
         else:
             self.consumer.subscribe(
-                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
         exit_code = exit_codes.OK
         try:
@@ -325,21 +332,21 @@ class Worker:
         job.in_trouble = True
         self.heartbeat.database_ok(False)
 
-    def _finish(self, job: Job, revoking: set[Partition] | None = None) -> None:
+    def _finish(self, job: Job, revoking: set[Partition] | None = None, flush_s: float = DEAD_LETTER_FLUSH_S) -> None:
         """Steps 3-5 of a batch whose write ended (its error raised): dead letters, counts, commit, tracker.
 
         Once per batch, and never after a failed one (``halted``). ``revoking``: inside a revocation of these
-        partitions (see the module docstring)."""
+        partitions (see the module docstring); ``flush_s``: how long its dead letters may take."""
         if job.finished or self.halted:
             return
         job.finished = True
         try:
-            self._finish_batch(job, revoking)
+            self._finish_batch(job, revoking, flush_s)
         except BaseException:
             self.halted = True
             raise
 
-    def _finish_batch(self, job: Job, revoking: set[Partition] | None) -> None:
+    def _finish_batch(self, job: Job, revoking: set[Partition] | None, flush_s: float) -> None:
         outcome = job.result()
         batch = job.batch
         if batch.consumed:
@@ -350,7 +357,7 @@ class Worker:
                            rows[position].request_id))
                 for position, why in outcome.refused
             ]
-            dead_letter(rejections, self.dead_letters, self.metrics, self.stop.time_left(DEAD_LETTER_FLUSH_S),
+            dead_letter(rejections, self.dead_letters, self.metrics, self.stop.time_left(flush_s),
                         self.heartbeat.waiting_for_kafka)
             # Counted before the offset commit: the rows are stored already, and whoever sees the commit sees the
             # counts.
@@ -389,14 +396,15 @@ class Worker:
         job = self.in_flight
         if job is None or self.halted:
             return
-        until = time.monotonic() + REVOKE_WAIT_S
+        started = time.monotonic()
         while not job.in_trouble and not job.wait(_WRITE_WAIT_STEP_S):
-            if time.monotonic() >= until or (self.stop.requested and time.monotonic() >= self._give_up_waiting_at()):
+            now = time.monotonic()
+            if now >= started + REVOKE_WAIT_S or (self.stop.requested and now >= self._give_up_waiting_at()):
                 break
         if not job.done() or job.error is not None:
             return  # dropped below; a failed write is raised once the main loop finishes it
         self.in_flight = None
-        self._finish(job, revoked)
+        self._finish(job, revoked, flush_s=started + REVOKE_BUDGET_S - time.monotonic())
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
@@ -425,7 +433,20 @@ class Worker:
         # See "Revocation" in the module docstring: the write in flight is finished if it ends in time, what is
         # not written yet is dropped.
         revoked = {Partition(p.topic, p.partition) for p in partitions}
-        self._finish_before_revocation(revoked)
+        try:
+            self._finish_before_revocation(revoked)
+        finally:  # even when finishing failed (raised after the callback): they are no longer ours
+            self._forget(consumer, partitions, revoked)
+        log.info("partitions revoked: %s", describe(partitions))
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        """Lost (the group went on without this member: they may be reassigned already): nothing of them is waited
+        for or committed, a commit could only fail or move their next owner's offsets back."""
+        self._forget(consumer, partitions, {Partition(p.topic, p.partition) for p in partitions})
+        log.warning("partitions lost: %s; what was polled of them is left to their next owner", describe(partitions))
+
+    def _forget(self, consumer: Any, partitions: list[Any], revoked: set[Partition]) -> None:
+        """Everything of ``revoked`` not committed yet is dropped: their next owner reads those messages again."""
         self.book.revoke(revoked)
         self.poller.drop(revoked)
         if self.waiting is not None:
@@ -443,7 +464,6 @@ class Worker:
             consumer.resume(partitions)  # not paused if they come back (see _on_assign)
         except KafkaException as error:
             log.debug("resuming revoked partitions: %s", error)
-        log.info("partitions revoked: %s", describe(partitions))
 
 
 def worker_main(config: Config, slot: int, status_array: Any, group_id: str | None, replay_plan: Any = None,

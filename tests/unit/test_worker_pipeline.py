@@ -26,7 +26,7 @@ from writer.stages.write import RetryingWrite
 from writer.status import DATABASE_OK, WIDTH, WorkerStatus
 from writer.storage import FatalDatabaseError, TransientDatabaseError, WriteResult
 from writer.watchdog import Watchdog
-from writer.worker import Worker
+from writer.worker import REVOKE_BUDGET_S, Worker
 
 WAIT_S = 10  # bound of every wait for the worker's thread (a failing test fails, it does not hang)
 
@@ -62,7 +62,7 @@ class FakeConsumer:
         self.closed = False
 
     def subscribe(self, topics, on_assign, on_revoke, on_lost):
-        self._callbacks = (on_assign, on_revoke)
+        self._callbacks = (on_assign, on_revoke, on_lost)
 
     def _serve(self) -> None:
         if self._callbacks is not None and not self._assignment:
@@ -72,11 +72,11 @@ class FakeConsumer:
             self.answers.on_commit(self.commit_errors.pop(0) if self.commit_errors else None, offsets)
         self._pending = []
 
-    def _revoke(self, numbers: list[int]) -> None:
+    def _revoke(self, numbers: list[int], lost: bool = False) -> None:
         self.revoking.set()
         revoked = [tp for tp in self._assignment if tp.partition in numbers]
         self._assignment = [tp for tp in self._assignment if tp not in revoked]
-        self._callbacks[1](self, revoked)
+        self._callbacks[2 if lost else 1](self, revoked)
         self.revoked.set()
 
     def consume(self, num_messages, timeout):
@@ -156,12 +156,14 @@ class RecordingDeadLetters:
     def __init__(self, fail_flushes=()) -> None:
         self.sent: list = []
         self.flushes = 0
+        self.timeouts: list[float] = []
         self.fail_flushes = set(fail_flushes)
 
     def send(self, message, rejection):
         self.sent.append((message, rejection))
 
     def flush(self, timeout, *_time_left):
+        self.timeouts.append(timeout)
         number, self.flushes = self.flushes, self.flushes + 1
         if number in self.fail_flushes:
             raise DeadLetterError("not acknowledged (fake)")
@@ -369,6 +371,49 @@ def test_a_stop_while_a_revocation_finishes_the_batch_waited_for_exits_cleanly()
     assert running.stop() == exit_codes.OK  # not 1 (configuration error) from a crash
     assert worker.metrics.original["consumed_messages"]._value.get() == 2
     assert consumer.commits == [{1: 1}, {0: 1}]  # t[1] in the revocation, t[0] while closing
+
+
+def write_ends_inside_a_consume_that_revokes(worker, consumer, release: threading.Event, lost: bool) -> None:
+    """The write in flight ends (not finished yet) during a consume() that revokes (or loses) t[1]."""
+    real_consume = consumer.consume
+
+    def consume(num_messages, timeout):
+        if worker.in_flight is not None and not release.is_set():
+            job = worker.in_flight
+            release.set()
+            wait_until(job.done, "the write ended")
+            consumer._revoke([1], lost=lost)
+        return real_consume(num_messages, timeout)
+
+    consumer.consume = consume
+
+
+def test_lost_partitions_are_dropped_without_any_commit():
+    release = threading.Event()
+    writer = GatedWriter()
+    writer.gates = {0: release}
+    worker, consumer, _ = build([[valid(0, 0), valid(1, 0)]], writer)
+    write_ends_inside_a_consume_that_revokes(worker, consumer, release, lost=True)
+    running = Running(worker)
+    assert consumer.revoked.wait(WAIT_S)
+    wait_until(lambda: consumer.commits, "the batch committed")
+    assert running.stop() == exit_codes.OK
+    assert consumer.commits == [{0: 1}]  # t[1] lost: never committed, not even inside the callback
+
+
+def test_a_revocations_dead_letters_are_waited_for_within_its_budget_only():
+    release = threading.Event()
+    writer = GatedWriter()
+    writer.gates = {0: release}
+    letters = RecordingDeadLetters()
+    worker, consumer, _ = build([[valid(0, 0), FakeMessage(1, 0, b"not json")]], writer, letters)
+    write_ends_inside_a_consume_that_revokes(worker, consumer, release, lost=False)
+    running = Running(worker)
+    assert consumer.revoked.wait(WAIT_S)
+    wait_until(lambda: len(consumer.commits) == 2, "both partitions committed")
+    assert running.stop() == exit_codes.OK
+    assert consumer.commits == [{1: 1}, {0: 1}]  # t[1] inside the callback, t[0] after it
+    assert len(letters.timeouts) == 1 and 0 < letters.timeouts[0] <= REVOKE_BUDGET_S
 
 
 def test_a_stop_during_a_retry_ends_the_retry_and_commits_nothing():
