@@ -8,6 +8,8 @@ the worker commits the source offsets only after a successful flush.
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -20,6 +22,8 @@ SOURCE_PARTITION_HEADER = "ccx-source-partition"
 SOURCE_OFFSET_HEADER = "ccx-source-offset"
 VALUE_DROPPED_HEADER = "ccx-dead-letter-value-dropped"
 _OWN_HEADERS = 5  # dead_letter_headers appends this many
+# The wait for acknowledgements is one producer flush per slice, so a shorter bound set meanwhile (a stop) holds.
+_FLUSH_SLICE_S = 0.5
 
 
 class DeadLetterError(Exception):
@@ -78,10 +82,20 @@ class DeadLetters:
                     raise
                 value, headers = None, _value_dropped(headers, len(value))
 
-    def flush(self, timeout: float = 30.0) -> int:
-        """Wait for all acknowledgements; returns how many were delivered."""
+    def flush(self, timeout: float = 30.0, time_left: Callable[[float], float] | None = None) -> int:
+        """Wait for all acknowledgements, at most ``timeout`` seconds; returns how many were delivered.
+
+        ``time_left(seconds)``: of those seconds, how many may still be spent (asked again between slices of
+        ``_FLUSH_SLICE_S``: a stop requested during the wait shortens it)."""
         sent = self._pending
-        self._producer.flush(timeout)
+        until = time.monotonic() + timeout
+        while True:
+            left = until - time.monotonic()
+            if time_left is not None:
+                left = time_left(left)
+            self._producer.flush(max(0.0, min(left, _FLUSH_SLICE_S)))
+            if not self._pending or left <= _FLUSH_SLICE_S:
+                break
         failures, self._failures = self._failures, []
         if self._pending or failures:
             pending, self._pending = self._pending, 0

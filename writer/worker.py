@@ -358,7 +358,7 @@ class Worker:
                 for position, why in outcome.refused
             ]
             dead_letter(rejections, self.dead_letters, self.metrics, self.stop.time_left(flush_s),
-                        self.heartbeat.waiting_for_kafka)
+                        self.heartbeat.waiting_for_kafka, self.stop.time_left)
             # Counted before the offset commit: the rows are stored already, and whoever sees the commit sees the
             # counts.
             count_batch(self.metrics, batch.consumed, rows, outcome, rejections)

@@ -10,8 +10,9 @@ import datetime
 import uuid
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 
+from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.message import INVALID_JSON, Rejection, Row
 from writer.metrics import Metrics
 from writer.partitions import Partition, PartitionBook
@@ -393,6 +394,29 @@ def test_a_fatal_commit_answer_is_raised():
     stage, _, book, _ = committer([KafkaError(KafkaError._FATAL, "fenced", fatal=True)])
     with pytest.raises(KafkaException):
         stage.commit({T0: 5})
+
+
+# ---- dead letters --------------------------------------------------------------------------------------------------
+
+
+def test_a_stop_during_the_dead_letter_wait_shortens_it():
+    """A real producer with no broker to reach: nothing is ever acknowledged. Stopping (shutdown_timeout 1 s, so
+    no time is left) during the wait ends it at the next slice, instead of after the whole timeout."""
+    producer = Producer({"bootstrap.servers": "127.0.0.1:1", "log_level": 0})
+    sink = DeadLetters(producer, "dead")
+    sink.send(FakeMessage(0, 3, b"x"), Rejection(INVALID_JSON, "bad"))
+    stop = StopRequest(1.0)
+    asked: list[float] = []
+
+    def time_left(seconds: float) -> float:
+        asked.append(seconds)
+        if len(asked) == 2:
+            stop.request()  # SIGTERM after the first slice
+        return stop.time_left(seconds)
+
+    with pytest.raises(DeadLetterError, match="1 unacknowledged"):
+        sink.flush(30.0, time_left)
+    assert len(asked) == 2 and asked[0] > 29
 
 
 # ---- count and track -----------------------------------------------------------------------------------------------

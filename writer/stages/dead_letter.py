@@ -18,12 +18,14 @@ from writer.stages.parse import where
 
 log = logging.getLogger("writer.worker")
 
-# How long the dead letters of one batch may take to be acknowledged (less when stopping).
+# How long the dead letters of one batch may take to be acknowledged (less when stopping, even once the wait began).
 DEAD_LETTER_FLUSH_S = 30.0
 
 
 def dead_letter(rejections: list[tuple[Any, Rejection]], sink: DeadLetters | None, metrics: Metrics,
-                flush_time: float, waiting_for_kafka: Callable[[], AbstractContextManager[object]]) -> None:
+                flush_time: float, waiting_for_kafka: Callable[[], AbstractContextManager[object]],
+                time_left: Callable[[float], float] | None = None) -> None:
+    """``flush_time``: how long the acknowledgements may take; ``time_left``: see ``DeadLetters.flush``."""
     for message, rejection in rejections:
         log.warning(
             "message rejected: %s", rejection.detail,
@@ -34,4 +36,4 @@ def dead_letter(rejections: list[tuple[Any, Rejection]], sink: DeadLetters | Non
     for message, rejection in rejections:
         sink.send(message, rejection)
     with waiting_for_kafka():
-        metrics.dead_letters.inc(sink.flush(flush_time))
+        metrics.dead_letters.inc(sink.flush(flush_time, time_left))
