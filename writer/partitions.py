@@ -10,7 +10,9 @@ What the book guarantees (``PartitionBook``):
 - the offsets of a stored batch whose commit failed are kept (``keep_uncommitted``)
   and committed with the next batch, or on their own while idle, never lost
   while the partition stays owned, and forgotten when it is revoked;
-- offsets never go backwards within what the book merges (a higher offset wins).
+- offsets never go backwards within what the book merges (a higher offset wins);
+- offsets handed to a commit are ``committing`` until its answer (or giving up
+  on it): neither committed nor uncommitted yet.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class PartitionBook:
     def __init__(self) -> None:
         self.assigned: set[Partition] = set()
         self.uncommitted: NextOffsets = {}
+        self.committing: NextOffsets = {}  # handed to the commit whose answer is awaited
 
     def assign(self, partitions: Iterable[Partition]) -> None:
         self.assigned.update(partitions)
@@ -56,6 +59,7 @@ class PartitionBook:
         revoked = set(partitions)
         self.assigned -= revoked
         self.uncommitted = without(self.uncommitted, revoked)
+        self.committing = without(self.committing, revoked)
 
     def owns(self, partition: Partition) -> bool:
         return partition in self.assigned
@@ -63,10 +67,16 @@ class PartitionBook:
     def offsets_to_commit(self, batch: Mapping[Partition, int]) -> NextOffsets:
         """What to commit now: ``batch`` merged with earlier uncommitted offsets, for owned partitions only.
 
-        The uncommitted offsets are handed over: call ``keep_uncommitted`` if this commit fails too."""
+        The uncommitted offsets are handed over: call ``keep_uncommitted`` if this commit fails too. Until
+        ``commit_ended``, the offsets returned are ``committing``."""
         offsets = merged(self.uncommitted, batch)
         self.uncommitted = {}
-        return {partition: offset for partition, offset in offsets.items() if partition in self.assigned}
+        self.committing = {partition: offset for partition, offset in offsets.items() if partition in self.assigned}
+        return dict(self.committing)
+
+    def commit_ended(self) -> None:
+        """The commit of ``offsets_to_commit``'s offsets was answered, or given up on."""
+        self.committing = {}
 
     def keep_uncommitted(self, offsets: Mapping[Partition, int]) -> None:
         """Keep ``offsets`` for the next commit (theirs failed, or was not tried), except those of partitions

@@ -380,8 +380,11 @@ class Worker:
             self.unpublished.add(progress)
         if revoking:
             self.replay.forget(self.unpublished, {p.number for p in revoking if p.topic == self.topic})
+        # Offsets of a commit still waiting for its answer (this may run in a revocation inside that wait) are not
+        # committed yet either.
         committed = {number for number in self.unpublished.positions
-                     if Partition(self.topic, number) not in self.book.uncommitted}
+                     if Partition(self.topic, number) not in self.book.uncommitted
+                     and Partition(self.topic, number) not in self.book.committing}
         self.replay.batch_finished(self.consumer, self.unpublished.take(committed))
 
     def _commit(self, next_offsets: NextOffsets, revoking: set[Partition] | None) -> None:

@@ -65,3 +65,15 @@ def test_offsets_never_go_back_when_a_failed_commit_meets_an_older_batch():
     book.assign([A0])
     book.keep_uncommitted({A0: 10})
     assert book.offsets_to_commit({A0: 7}) == {A0: 10}
+
+
+def test_offsets_handed_to_a_commit_are_committing_until_it_ended():
+    book = PartitionBook()
+    book.assign([A0, A1])
+    book.keep_uncommitted({A0: 4})
+    assert book.offsets_to_commit({A1: 2}) == {A0: 4, A1: 2}
+    assert book.uncommitted == {} and book.committing == {A0: 4, A1: 2}
+    book.revoke([A1])
+    assert book.committing == {A0: 4}
+    book.commit_ended()
+    assert book.committing == {}

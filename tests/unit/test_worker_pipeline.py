@@ -16,9 +16,9 @@ from writer import exit_codes
 from writer.dead_letters import DeadLetterError
 from writer.message import REFUSED_BY_DATABASE
 from writer.metrics import Metrics
-from writer.partitions import PartitionBook
+from writer.partitions import Partition, PartitionBook
 from writer.replay_options import Window
-from writer.replay_worker import ReplayScope
+from writer.replay_worker import ReplayProgress, ReplayScope
 from writer.stages.commit import CommitAnswers, OffsetCommitter
 from writer.stages.poll import Poller
 from writer.stages.stop import StopRequest
@@ -424,6 +424,26 @@ def test_a_stop_during_a_retry_ends_the_retry_and_commits_nothing():
     wait_until(lambda: len(writer.calls) >= 2, "a retry")
     assert running.stop() == exit_codes.OK  # a stop is no failure: the batch is consumed again after the restart
     assert consumer.commits == []
+
+
+def replay_scope():
+    plan = SimpleNamespace(topic="t", ends={0: 10, 1: 10}, positions=[0, 0], finished=[0, 0], window=Window(),
+                           assign_explicitly=False, private_group=None, self_assigned=False, dry_run=False)
+    return plan, ReplayScope(plan, 0, 1, f"unit_{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+
+
+def test_a_replays_progress_waits_for_the_answer_of_the_commit_carrying_its_offsets():
+    """E.g. a revocation inside that commit's wait finishes a later batch: the progress of partitions whose offsets
+    are in the unanswered commit is held back like that of uncommitted ones."""
+    plan, scope = replay_scope()
+    worker, _, _ = build([], GatedWriter(), replay=scope)
+    worker.book.assign([Partition("t", 0), Partition("t", 1)])
+    worker.book.offsets_to_commit({Partition("t", 0): 4})  # sent, its answer awaited
+    worker._publish(ReplayProgress({0: 4, 1: 3}))
+    assert list(plan.positions) == [0, 3]
+    worker.book.commit_ended()
+    worker._publish(None)
+    assert list(plan.positions) == [4, 3]
 
 
 def test_a_replays_progress_is_published_only_once_its_offsets_are_committed():

@@ -119,6 +119,8 @@ class OffsetCommitter:
             if error.args[0].fatal():  # the consumer is unusable: retrying would run on with a dead consumer
                 raise
             failure = error.args[0].str()
+        finally:
+            self._book.commit_ended()
         if failure is not None:
             # The rows are stored; whoever consumes these messages again skips them as duplicates. A partition
             # revoked during the wait is not kept: its next owner commits it.
