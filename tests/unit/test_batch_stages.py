@@ -10,7 +10,7 @@ import datetime
 import uuid
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.message import INVALID_JSON, Rejection, Row
@@ -381,6 +381,23 @@ def test_an_unanswered_commit_fails_after_the_wait():
     stage.commit({T0: 5})
     assert COMMIT_WAIT_S <= clock.now - started < COMMIT_WAIT_S + 1
     assert book.uncommitted == {T0: 5} and value(numbers.commit_failures) == 1
+
+
+def test_the_answer_waited_for_is_recognised_by_its_offsets_when_another_never_comes():
+    stage, consumer, book, numbers = committer(["silent", None])
+    stage.commit_without_waiting({T1: 3})  # a revocation's commit, never answered
+    stage.commit({T0: 5})
+    assert consumer.commits == [{("t", 1): 3}, {("t", 0): 5}]
+    assert book.uncommitted == {} and value(numbers.commit_failures) == 0
+
+
+def test_an_extra_answer_is_not_taken_for_the_commit_waited_for():
+    stage, consumer, book, numbers = committer([None, KafkaError(KafkaError.REBALANCE_IN_PROGRESS)])
+    stage.commit({T0: 5})
+    extra = [[TopicPartition("t", 0, 5)]]  # the first commit answered twice, during the second's wait
+    consumer.on_poll = lambda: extra and consumer.answers.on_commit(None, extra.pop())
+    stage.commit({T0: 6})  # its own answer: refused
+    assert value(numbers.commit_failures) == 1 and book.uncommitted == {T0: 6}
 
 
 def test_a_partition_revoked_while_the_answer_is_waited_for_is_not_retried():

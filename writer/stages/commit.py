@@ -14,8 +14,8 @@ What ``OffsetCommitter.commit`` guarantees:
   the rows are stored, a re-read only finds duplicates;
 - a fatal error (the consumer is unusable) is raised, never retried.
 
-A synchronous commit has no bound, hence the asynchronous one; librdkafka
-answers commits in the order they were sent.
+A synchronous commit has no bound, hence the asynchronous one; its answer is
+recognised by its partitions and offsets (``CommitAnswers``).
 """
 
 from __future__ import annotations
@@ -52,40 +52,56 @@ _PAUSE_REASON = "offset commit late"
 class CommitAnswers:
     """The consumer's ``on_commit`` callback (runs inside poll, in the consumer's thread): which commit answered how.
 
-    Made before the consumer (its configuration names the callback), read by the ``OffsetCommitter``. Commits are
-    numbered as sent; librdkafka answers them in that order."""
+    Made before the consumer (its configuration names the callback), read by the ``OffsetCommitter``. An answer
+    names the partitions and offsets committed: it is the waited commit's when they match (a missing or extra
+    answer shifts nothing). Without them, order decides: librdkafka answers commits in the order they were sent."""
 
     def __init__(self) -> None:
         self.sent = 0
         self.answered = 0
         self.answer: KafkaError | None = None  # of the commit waited for, once answered
         self._waited_for = 0
-        self._unwaited: set[int] = set()  # commits sent without waiting (a revocation's)
+        self._waited_offsets: dict[tuple[str, int], int] = {}
+        self._waited_answered = True
+        self._unwaited: list[dict[tuple[str, int], int]] = []  # commits sent without waiting (a revocation's)
 
-    def expect(self, wait: bool = True) -> int:
-        """A commit is sent; returns its number. ``wait``: its answer is the one waited for."""
+    def expect(self, offsets: list[TopicPartition], wait: bool = True) -> int:
+        """A commit of ``offsets`` is sent; returns its number. ``wait``: its answer is the one waited for."""
         self.sent += 1
         if wait:
             self._waited_for = self.sent
+            self._waited_offsets = _named(offsets)
+            self._waited_answered = False
             self.answer = None
         else:
-            self._unwaited.add(self.sent)
+            self._unwaited.append(_named(offsets))
         return self.sent
 
     def waiting(self, number: int) -> bool:
-        return self.answered < number
+        return number == self._waited_for and not self._waited_answered
 
     def on_commit(self, error: KafkaError | None, partitions: list[TopicPartition] | None) -> None:
         self.answered += 1
-        failed = next((tp.error for tp in partitions or [] if tp.error is not None), None)
-        if self.answered == self._waited_for:  # a late answer to a commit given up on changes nothing
-            self.answer = error or failed
-        elif self.answered in self._unwaited:
-            self._unwaited.discard(self.answered)
-            problem = error or failed
+        if self.answered > self.sent:
+            log.warning("more offset commit answers than commits sent; counting again from here")
+            self.answered = self.sent
+        problem = error or next((tp.error for tp in partitions or [] if tp.error is not None), None)
+        named = _named(partitions or [])
+        waited = named == self._waited_offsets if named else self.answered == self._waited_for
+        if waited and not self._waited_answered:
+            self._waited_answered = True
+            self.answer = problem
+            self.answered = max(self.answered, self._waited_for)
+        elif named in self._unwaited:
+            self._unwaited.remove(named)
             if problem is not None:
                 log.info("offset commit of revoked partitions failed (%s); their next owner reads those messages "
                          "again and skips them as duplicates", problem.str())
+        # Else a late answer to a commit given up on: its offsets were kept for the next commit, nothing to do.
+
+
+def _named(partitions: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    return {(tp.topic, tp.partition): tp.offset for tp in partitions}
 
 
 class OffsetCommitter:
@@ -144,16 +160,16 @@ class OffsetCommitter:
         offsets = {partition: offset for partition, offset in next_offsets.items() if self._book.owns(partition)}
         if not offsets:
             return
+        partitions = [TopicPartition(p.topic, p.number, o) for p, o in offsets.items()]
         try:
-            self.consumer.commit(offsets=[TopicPartition(p.topic, p.number, o) for p, o in offsets.items()],
-                                 asynchronous=True)
+            self.consumer.commit(offsets=partitions, asynchronous=True)
         except KafkaException as error:
             if error.args[0].fatal():
                 raise
             log.info("offset commit of revoked partitions failed (%s); their next owner reads those messages "
                      "again and skips them as duplicates", error.args[0].str())
             return
-        self._answers.expect(wait=False)
+        self._answers.expect(partitions, wait=False)
         self._metrics.last_commit.set(time.time())
 
     def _commit_waiting(self, offsets: Mapping[Partition, int], deadline: float) -> str | None:
@@ -161,9 +177,9 @@ class OffsetCommitter:
 
         Messages polled meanwhile are handled in the next batches (carried over); fetching pauses until the
         answer once it is late with a batch carried, or ``CARRY_OVER_LIMIT`` messages are carried."""
-        self.consumer.commit(offsets=[TopicPartition(p.topic, p.number, o) for p, o in offsets.items()],
-                             asynchronous=True)
-        number = self._answers.expect()
+        partitions = [TopicPartition(p.topic, p.number, o) for p, o in offsets.items()]
+        self.consumer.commit(offsets=partitions, asynchronous=True)
+        number = self._answers.expect(partitions)
         late = self._clock() + COMMIT_PAUSE_AFTER_S
         carry_limit = max(self._batch_size, CARRY_OVER_LIMIT)
         try:
