@@ -400,6 +400,23 @@ def test_an_extra_answer_is_not_taken_for_the_commit_waited_for():
     assert value(numbers.commit_failures) == 1 and book.uncommitted == {T0: 6}
 
 
+def test_a_commit_sent_without_waiting_does_not_count_as_the_last_commit():
+    stage, consumer, _, numbers = committer()
+    stage.commit_without_waiting({T1: 3})
+    assert consumer.commits == [{("t", 1): 3}] and value(numbers.last_commit) == 0
+
+
+def test_only_a_commit_after_a_failed_one_is_logged_as_retried_successfully(caplog):
+    stage, _, book, _ = committer([None, KafkaError(KafkaError.REBALANCE_IN_PROGRESS), None])
+    with caplog.at_level("INFO", logger="writer.worker"):
+        book.keep_uncommitted({T1: 2})  # deferred by a revocation, never failed
+        stage.commit({}, retry=True)  # committed while idle: no failure behind it
+        stage.commit({T0: 5})  # refused
+        stage.commit({}, retry=True)
+    retried = [r.getMessage() for r in caplog.records if "retried successfully" in r.getMessage()]
+    assert retried == ["offset commit retried successfully: t[0]"]
+
+
 def test_a_partition_revoked_while_the_answer_is_waited_for_is_not_retried():
     stage, consumer, book, _ = committer([KafkaError(KafkaError.REBALANCE_IN_PROGRESS)])
     consumer.on_poll = lambda: book.revoke([T1])

@@ -118,6 +118,7 @@ class OffsetCommitter:
         self._clock = clock
         self._last_warning = -_COMMIT_WARNING_INTERVAL_S
         self._answers = answers
+        self._failing = False  # the last waited commit failed: the next success is a recovery worth a log line
 
     def commit(self, next_offsets: Mapping[Partition, int], retry: bool = False, until: float = float("inf")) -> None:
         """Commit ``next_offsets`` with the offsets of earlier failed commits; see the module docstring.
@@ -142,14 +143,17 @@ class OffsetCommitter:
             # revoked during the wait is not kept: its next owner commits it.
             self._book.keep_uncommitted(offsets)
             self._metrics.commit_failures.inc()
+            self._failing = True
             now = self._clock()
             if not retry or now - self._last_warning >= _COMMIT_WARNING_INTERVAL_S:
                 self._last_warning = now
                 log.warning("offset commit failed (%s); retrying with the next batch or poll%s", failure,
                             " (while idle)" if retry else "")
             return
-        if retry:
+        # Offsets merely deferred (a revocation's batch commits the other partitions later) were never failed.
+        if self._failing:
             log.info("offset commit retried successfully: %s", describe(offsets))
+            self._failing = False
         self._metrics.last_commit.set(time.time())
 
     def commit_without_waiting(self, next_offsets: Mapping[Partition, int]) -> None:
@@ -169,8 +173,7 @@ class OffsetCommitter:
             log.info("offset commit of revoked partitions failed (%s); their next owner reads those messages "
                      "again and skips them as duplicates", error.args[0].str())
             return
-        self._answers.expect(partitions, wait=False)
-        self._metrics.last_commit.set(time.time())
+        self._answers.expect(partitions, wait=False)  # last_commit: only a commit known to have succeeded
 
     def _commit_waiting(self, offsets: Mapping[Partition, int], deadline: float) -> str | None:
         """Commit ``offsets`` and poll until the answer or ``deadline``; returns why it failed, None if not.
