@@ -416,6 +416,13 @@ def test_a_revocations_dead_letters_are_waited_for_within_its_budget_only():
     assert len(letters.timeouts) == 1 and 0 < letters.timeouts[0] <= REVOKE_BUDGET_S
 
 
+def test_a_worker_that_never_wrote_leaves_no_write_thread_behind():
+    before = {t for t in threading.enumerate() if t.name == "batch-writer"}
+    worker, _, _ = build([], GatedWriter())
+    assert {t for t in threading.enumerate() if t.name == "batch-writer"} == before
+    assert worker.write_thread.stop(0)
+
+
 def test_a_stop_during_a_retry_ends_the_retry_and_commits_nothing():
     writer = GatedWriter(script={n: TransientDatabaseError("down") for n in range(1000)})
     batches = [[valid(0, 0), valid(0, 1)]]

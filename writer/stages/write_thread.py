@@ -57,16 +57,21 @@ class WriteThread(Generic[Batch, Outcome]):
     def __init__(self, write: Callable[[InFlight[Batch, Outcome]], Outcome], name: str = "batch-writer") -> None:
         self._write = write
         self._jobs: queue.SimpleQueue[InFlight[Batch, Outcome] | None] = queue.SimpleQueue()
+        # Started by the first ``submit``: a worker that never writes (built by a test, or failing before its
+        # first batch) leaves no thread behind.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
 
     def submit(self, batch: Batch) -> InFlight[Batch, Outcome]:
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()
         job: InFlight[Batch, Outcome] = InFlight(batch)
         self._jobs.put(job)
         return job
 
     def stop(self, seconds: float) -> bool:
         """End the thread after the write in flight, waiting up to ``seconds``; whether it ended."""
+        if self._thread.ident is None:
+            return True  # never started
         self._jobs.put(None)
         self._thread.join(max(0.0, seconds))
         return not self._thread.is_alive()
