@@ -32,7 +32,11 @@ most one write is in flight and one parsed batch waits for it; N+1's write
 starts as soon as N's ends, then N's steps 3-5 run. Batches are finished in
 the order they were polled, so offsets are committed in batch order, each
 after the database commit of its own batch. The consumer (polls, callbacks,
-offset commits) and the producers are used by this thread only.
+offset commits) and the producers are used by this thread only. Memory: at
+most the batch written, the batch waiting (or the one being finished), the
+carry-over (up to ``max(batch_size, CARRY_OVER_LIMIT)`` messages) and
+librdkafka's prefetch; while a write is retried, the partitions are paused
+only once the next batch is parsed and waits for it.
 
 Revocation (``_on_revoke``, inside a poll of this thread), before the
 callback returns: the write in flight ends (at most ``REVOKE_WAIT_S``, or
@@ -256,7 +260,10 @@ class Worker:
         return batch
 
     def handle_batch(self, messages: list[Message]) -> None:
-        """One batch from poll to track in this thread, no pipelining (the steps of the module docstring)."""
+        """One batch from poll to track in this thread, no pipelining (the steps of the module docstring).
+
+        For tests only: the database connection is the write thread's, and no group membership is kept while
+        this write is retried."""
         job: Job = InFlight(self._parse(messages))
         job.complete(self._write(job), None)
         self._finish(job)
