@@ -295,7 +295,7 @@ def test_latency_messages_carry_their_cluster_time_and_report():
 def test_the_mock_gets_partitions_for_its_backlog_a_given_broker_what_is_asked():
     mock = Broker({"bootstrap.servers": "x:1"}, {}, "mock", mock=object())  # type: ignore[arg-type]
     assert mock.partitions_for(1000, "varied", 4) == 4
-    assert mock.partitions_for(100_000, "varied", 4) == 29  # 3,500 varied messages a partition
+    assert mock.partitions_for(100_000, "varied", 4) == 40  # 2,500 varied messages a partition
     assert mock.partitions_for(100_000, "uniform", 4) == 4
     given = Broker({"bootstrap.servers": "x:1"}, {}, "given")
     assert given.partitions_for(100_000, "varied", 4) == 4

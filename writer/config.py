@@ -96,7 +96,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "processing": {
         "workers": 0,
         "batch_size": 1000,
-        "batch_timeout_ms": 200,
+        "batch_timeout_ms": 50,
         "max_restarts": 5,
         "restart_window_s": 60,
         "shutdown_timeout_s": 20,

@@ -52,10 +52,11 @@ def consumer_options(config: Config, group_id: str | None = None) -> dict[str, o
             "statistics.interval.ms": 5000,
             # A broker answers a fetch as soon as data arrives; one that holds it for the whole wait
             # (librdkafka's mock) adds up to this much latency. 100 ms (default 500) halved p50/p99
-            # produce->commit latency on the mock (bench/README.md); idle fetches are cheap. 10 ms
-            # drained backlogs faster on the mock (2 workers 8,336 vs 5,378 and 9,965 vs 6,494 msg/s),
-            # which is the mock's wait, not a broker's; not taken: 10x the idle fetches on a broker.
-            "fetch.wait.max.ms": 100,
+            # produce->commit latency on the mock (bench/README.md). 50 ms, with batch_timeout_ms 50,
+            # side by side at a quarter of the 2-worker rate: p99 379/386 -> 217/220 ms (one outlier run
+            # 801), p50 ~220 -> 120-160 ms; on a broker it only doubles the idle fetches (20/s a broker).
+            # 10 ms drained backlogs faster on the mock only; not taken: 10x the idle fetches on a broker.
+            "fetch.wait.max.ms": 50,
             # Once the prefetch queue passes queued.max.messages.kbytes, librdkafka postpones the next
             # fetch of a partition by this much (default 1000 ms), although a worker drains the queue in
             # a fraction of that and then waits in consume(). 10 ms, measured side by side (40k varied
