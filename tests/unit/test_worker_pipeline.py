@@ -9,7 +9,7 @@ import time
 import uuid
 from types import SimpleNamespace
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from tests.unit.test_batch_stages import FakeMessage, valid
 from writer import exit_codes
@@ -472,3 +472,40 @@ def test_a_replays_progress_is_published_only_once_its_offsets_are_committed():
     wait_until(lambda: list(plan.positions) == [2, 0], "the progress published after the third commit")
     assert running.stop() == exit_codes.OK
     assert consumer.commits == [{0: 2}] * 3
+
+
+class DeadLettersRefusingTheSend:
+    """The producer refuses every dead letter at once (e.g. the dead-letter topic is unknown)."""
+
+    def send(self, message, rejection) -> None:
+        raise KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC))
+
+    def flush(self, timeout, *args) -> int:
+        return 0
+
+
+def test_an_error_of_a_revocations_batch_inside_the_commit_wait_stops_the_worker_not_read_as_a_failed_commit():
+    # Batch 1 is committed while batch 2 is gathered; a revocation during that commit's wait finishes batch 2,
+    # whose dead letter is refused. That error must stop the worker (consumer error, exit 2), not pass as a failed
+    # commit of batch 1 and leave the worker running with every later batch unfinished.
+    release = threading.Event()
+    writer = GatedWriter(script={3: FatalDatabaseError("refused")})
+    writer.gates = {0: release}
+    batches = [[valid(0, 0), valid(1, 0)], [valid(0, 1), FakeMessage(1, 1, b"not json")],
+               [valid(0, 2), valid(0, 3)], [valid(0, 4), valid(0, 5)], [valid(0, 6), valid(0, 7)]]
+    worker, consumer, _ = build(batches, writer, DeadLettersRefusingTheSend())
+    real_consume = consumer.consume
+
+    def consume(num_messages, timeout):
+        messages = real_consume(num_messages, timeout)
+        if consumer.delivered == 2 and not release.is_set():
+            consumer.revoke_on_poll = [1]
+            release.set()
+        return messages
+
+    consumer.consume = consume
+    running = Running(worker)
+    running.thread.join(WAIT_S)
+    assert not running.thread.is_alive(), "the worker ran on after its batch failed"
+    assert running.exit_code == exit_codes.CONSUMER_ERROR
+    assert all(commit.get(1, 0) <= 1 for commit in consumer.commits)  # t[1]'s rejected message never committed

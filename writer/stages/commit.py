@@ -132,10 +132,6 @@ class OffsetCommitter:
         try:
             with self._waiting_for_kafka():
                 failure = self._commit_waiting(offsets, min(until, self._clock() + self._stop.time_left(COMMIT_WAIT_S)))
-        except KafkaException as error:
-            if error.args[0].fatal():  # the consumer is unusable: retrying would run on with a dead consumer
-                raise
-            failure = error.args[0].str()
         finally:
             self._book.commit_ended()
         if failure is not None:
@@ -181,7 +177,15 @@ class OffsetCommitter:
         Messages polled meanwhile are handled in the next batches (carried over); fetching pauses until the
         answer once it is late with a batch carried, or ``CARRY_OVER_LIMIT`` messages are carried."""
         partitions = [TopicPartition(p.topic, p.number, o) for p, o in offsets.items()]
-        self.consumer.commit(offsets=partitions, asynchronous=True)
+        # Only the commit call's own refusal is a failed commit. What the polls below raise comes from callbacks
+        # (a revocation finishing a batch whose dead letters fail, say) and must reach the main loop as it is:
+        # read as a failed commit, it left the worker running on with every later batch unfinished.
+        try:
+            self.consumer.commit(offsets=partitions, asynchronous=True)
+        except KafkaException as refused:
+            if refused.args[0].fatal():  # the consumer is unusable: retrying would run on with a dead consumer
+                raise
+            return str(refused.args[0].str())
         number = self._answers.expect(partitions)
         late = self._clock() + COMMIT_PAUSE_AFTER_S
         carry_limit = max(self._batch_size, CARRY_OVER_LIMIT)
