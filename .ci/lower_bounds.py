@@ -12,7 +12,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*>=\s*([^,;\s]+)\s*$")
+# name[extras]>=X, optionally followed by an upper bound such as ,<3
+REQUIREMENT = re.compile(
+    r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*>=\s*([^,;\s]+)\s*(?:,\s*<\s*[^,;\s]+\s*)?$"
+)
 
 
 def lower_bounds(pyproject: Path) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -88,18 +88,52 @@ def sentry_enabled(config: Config) -> bool:
     return bool(config.logging.logging_to_sentry_enabled and config.sentry.dsn)
 
 
+# What sentry-sdk may collect on its own, as one ``data_collection`` option: 2.75 introduced it
+# (superseding send_default_pii and include_local_variables) and 3.0 removed those two, so this one
+# setting keeps the same privacy under both majors. Nothing personal, no request data, and no local
+# variables: a frame's locals would carry the configuration and connection strings into every event.
+SENTRY_DATA_COLLECTION: Any = {
+    "user_info": False,
+    "cookies": {"mode": "off"},
+    "http_headers": {"request": {"mode": "off"}},
+    "http_bodies": [],
+    "url_query_params": {"mode": "off"},
+    "graphql": {"document": False, "variables": False},
+    "gen_ai": {"inputs": False, "outputs": False},
+    "database_query_data": False,
+    "queues": False,
+    "stack_frame_variables": False,
+}
+
+
 def configure_sentry(dsn: str, environment: str) -> None:
     if not dsn:
         return
     import sentry_sdk
-    from sentry_sdk.integrations.logging import ignore_logger
+    from sentry_sdk.integrations import logging as sentry_logging
 
     from writer.config import ConfigError
 
     try:
-        # Local variables would carry the configuration and connection strings into every event.
-        sentry_sdk.init(dsn=dsn, environment=environment or None, send_default_pii=False,
-                        include_local_variables=False)
+        sentry_sdk.init(dsn=dsn, environment=environment or None, data_collection=SENTRY_DATA_COLLECTION,
+                        integrations=[sentry_logging.LoggingIntegration(**_logging_integration_options())])
     except sentry_sdk.utils.BadDsn:
         raise ConfigError("[sentry] dsn is not a valid Sentry DSN (value not shown)") from None
-    ignore_logger(LIBRDKAFKA_LOGGER + "*")
+    # 3.x split the ignore list: ignore_logger now silences only Sentry Logs, the new
+    # ignore_logger_for_events silences events and breadcrumbs (which ignore_logger did in 2.x).
+    ignore_events = getattr(sentry_logging, "ignore_logger_for_events", sentry_logging.ignore_logger)
+    ignore_events(LIBRDKAFKA_LOGGER + "*")
+    sentry_logging.ignore_logger(LIBRDKAFKA_LOGGER + "*")
+
+
+def _logging_integration_options() -> dict[str, Any]:
+    """ERROR lines become events under both sentry-sdk majors, as the original's error hook did.
+
+    3.x stopped making events of log lines unless ``event_level`` is given, and its ``level`` now
+    ships every line at or above it as a Sentry Log: that stays off (it would send the whole INFO log).
+    """
+    import sentry_sdk
+
+    if int(sentry_sdk.VERSION.split(".")[0]) >= 3:
+        return {"event_level": logging.ERROR, "breadcrumb_level": logging.INFO, "level": None}
+    return {"event_level": logging.ERROR, "level": logging.INFO}

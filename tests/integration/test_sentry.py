@@ -95,6 +95,51 @@ def test_an_uncaught_error_reaches_sentry_without_any_secret(database, sink, tmp
     assert "sinkpublickey" not in sent.split("\n", 1)[1]  # only in the envelope header's dsn, if at all
 
 
+ERROR_LOGGING_PROCESS = """
+import logging, sys
+import sentry_sdk
+from writer import config, logs
+
+def failing_step(secret_in_a_local):
+    raise ValueError("a step failed")
+
+logs.setup(config.load())
+try:
+    failing_step("localSECRET" + sys.argv[1])
+except ValueError:
+    logging.getLogger("writer.worker").exception("database error while writing a batch")
+logging.getLogger("writer.worker").warning("only a warning")
+sentry_sdk.flush(10)
+print(sentry_sdk.VERSION)
+"""
+
+
+def test_an_error_log_is_an_event_without_locals_or_personal_data(sink, tmp_path):
+    """Under whichever sentry-sdk major is installed (the lock's 3.x, the lower bound's 2.x in
+    .ci/lower-bounds): an ERROR log line is one event, a WARNING is none, and the event carries no
+    frame's local variables and nothing sentry-sdk would add as default PII (the user's address)."""
+    tag = uuid.uuid4().hex[:10]
+    env = without_writer_settings()
+    env[PREFIX + "LOGGING__LOGGING_TO_SENTRY_ENABLED"] = "true"
+    env[PREFIX + "SENTRY__DSN"] = sink.dsn
+    result = subprocess.run([sys.executable, "-c", ERROR_LOGGING_PROCESS, tag], env=env, cwd=str(tmp_path),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    major = int(result.stdout.split(".")[0])
+    assert major in (2, 3), result.stdout
+    events = sink.events()
+    assert len(events) == 1, sink.everything()
+    event = events[0]
+    assert event["logger"] == "writer.worker" and event["level"] == "error"
+    assert "database error while writing a batch" in str(event.get("logentry") or event.get("message"))
+    assert event["sdk"]["version"].startswith(f"{major}.")
+    frames = event["exception"]["values"][-1]["stacktrace"]["frames"]
+    assert any(f.get("function") == "failing_step" for f in frames)
+    assert not any("vars" in f for f in frames)
+    assert "user" not in event and "request" not in event
+    assert f"localSECRET{tag}" not in sink.everything()
+
+
 def test_config_repr_in_an_event_would_show_no_secret(monkeypatch, tmp_path):
     """What sentry-sdk (or a traceback with locals) prints for the configuration object."""
     from writer import config as config_module
