@@ -1,6 +1,6 @@
 """Shipping log lines to CloudWatch Logs ([logging] logging_to_cloud_watch_enabled, [cloudwatch]).
 
-watchtower and boto3 are an optional extra (``pip install 'ccx-notification-writer[cloudwatch]'``,
+watchtower and boto3 are an optional extra (``pip install -c constraints.txt '.[cloudwatch]'``,
 installed in the image) imported only when the switch is on: a worker without CloudWatch
 does not carry them in memory.
 

