@@ -35,8 +35,11 @@ def consume(bootstrap: str, group: str, options: dict[str, str]) -> None:
                          "partition.assignment.strategy": "cooperative-sticky", **options})
 
     def changed(_, partitions, add: bool) -> None:
-        held.update(p.partition for p in partitions) if add else held.difference_update(
-            p.partition for p in partitions)
+        numbers = {p.partition for p in partitions}
+        if add:
+            held.update(numbers)
+        else:
+            held.difference_update(numbers)
         print(json.dumps({"t": time.time(), "held": sorted(held)}), flush=True)
 
     consumer.subscribe([TOPIC], on_assign=lambda c, p: changed(c, p, True),
@@ -51,9 +54,10 @@ def consume(bootstrap: str, group: str, options: dict[str, str]) -> None:
 def start_consumer(bootstrap: str, group: str, options: dict[str, str], log_path: str, slot: int) -> subprocess.Popen:
     if "group.instance.id" in options:
         options = {**options, "group.instance.id": options["group.instance.id"] + str(slot)}
-    return subprocess.Popen([sys.executable, "-m", "bench.group_join", "--consumer", bootstrap, group,
-                             json.dumps(options)], stdout=subprocess.PIPE, stderr=open(log_path, "w"),  # noqa: SIM115
-                            text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "bench.group_join", "--consumer", bootstrap, group,
+                                 json.dumps(options)], stdout=subprocess.PIPE, stderr=log, text=True,
+                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def read(path: str) -> str:
