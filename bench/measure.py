@@ -217,7 +217,7 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
     begin = min(log_time(line) for line in assigned)
     total = end - run.started
     failed_commits = len(run.all("offset commit failed"))
-    spread = join_spread(assigned, workers)
+    spread = join_spread(assigned, min(workers, backlog.partition_count))  # a worker beyond them gets none
     events = (f"{len(assigned)} assignment events"
               + (f", {failed_commits} failed offset commits" if failed_commits else "")
               # librdkafka's mock can leave a worker without partitions for a session timeout (bench/README.md)
@@ -259,13 +259,14 @@ def measure_writer_unstalled(setup: Setup, backlog: Backlog, workers: int, **opt
     return result
 
 
-def join_spread(assigned: list[dict], workers: int) -> float | None:
+def join_spread(assigned: list[dict], holders: int) -> float | None:
     """Seconds from the first worker's first "partitions assigned" log line to the last worker's first one (by
-    process id); None when a worker has none."""
+    process id); None when fewer than ``holders`` workers got partitions."""
     firsts: dict[int, float] = {}
     for line in assigned:
-        firsts.setdefault(line.get("pid", 0), log_time(line))
-    return max(firsts.values()) - min(firsts.values()) if len(firsts) == workers else None
+        if not line.get("message", "").endswith(": none"):  # an empty incremental assignment holds nothing
+            firsts.setdefault(line.get("pid", 0), log_time(line))
+    return max(firsts.values()) - min(firsts.values()) if firsts and len(firsts) >= holders else None
 
 
 def join_stalled(result: Result) -> bool:

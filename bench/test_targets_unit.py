@@ -305,11 +305,11 @@ def test_the_mock_gets_partitions_for_its_backlog_a_given_broker_what_is_asked()
 def test_a_worker_whose_first_partitions_come_late_marks_a_stalled_join():
     from bench.measure import join_spread, join_stalled
 
-    def assigned(pid: int, second: float) -> dict:
-        return {"pid": pid, "time": f"2026-12-08T10:00:{second:06.3f}+00:00", "message": "partitions assigned: t[0]"}
+    def assigned(pid: int, second: float, what: str = "t[0]") -> dict:
+        return {"pid": pid, "time": f"2026-12-08T10:00:{second:06.3f}+00:00", "message": f"partitions assigned: {what}"}
 
     together = [assigned(1, 3.3), assigned(2, 3.4), assigned(1, 9.0)]
-    late = [assigned(1, 3.3), assigned(2, 47.3)]
+    late = [assigned(1, 3.3), assigned(2, 3.4, "none"), assigned(2, 47.3)]
     assert join_spread(together, 2) == pytest.approx(0.1, abs=1e-3)
     assert join_spread(late, 2) == pytest.approx(44.0, abs=1e-3)
     assert join_spread([assigned(1, 3.3)], 2) is None
