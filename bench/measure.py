@@ -33,6 +33,10 @@ from writer.kafka_options import CONSUMER_OPTIONS_VARIABLE
 from writer.message import parse_message
 
 ROLES = ("workers", "supervisor", "postgres", "broker")
+# Workers whose first partitions come further apart than this were held up by the group join (the mock
+# answers every member within one election, well under a second apart, when nothing goes wrong).
+JOIN_STALL_S = 2.0
+STALL_RERUNS = 2
 
 
 @dataclass
@@ -58,6 +62,8 @@ class Result:
     thread_cpu_us_per_message: dict[str, float] = field(default_factory=dict)
     # writer: the librdkafka consumer options this run set over everybody's (a --consumer-sweep value)
     consumer_options: dict[str, str] = field(default_factory=dict)
+    # writer: seconds from the first worker's first partitions to the last worker's (None: a worker got none)
+    join_spread: float | None = None
 
 
 @dataclass
@@ -211,8 +217,13 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
     begin = min(log_time(line) for line in assigned)
     total = end - run.started
     failed_commits = len(run.all("offset commit failed"))
+    spread = join_spread(assigned, min(workers, backlog.partition_count))  # a worker beyond them gets none
     events = (f"{len(assigned)} assignment events"
-              + (f", {failed_commits} failed offset commits" if failed_commits else ""))
+              + (f", {failed_commits} failed offset commits" if failed_commits else "")
+              # librdkafka's mock can leave a worker without partitions for a session timeout (bench/README.md)
+              + (", a worker got no partition" if spread is None else
+                 f", a worker's first partitions came {spread:.1f} s after the first worker's"
+                 if spread > JOIN_STALL_S else ""))
     supervisor_rss = run.sampler.peak_rss("supervisor").get(run.pid)
     label = " ".join(f"{key}={value}" for key, value in (consumer_options or {}).items())
     sampled = end - begin >= MIN_SAMPLED_INTERVALS * run.sampler.interval
@@ -228,8 +239,38 @@ def measure_writer(setup: Setup, backlog: Backlog, workers: int, prefilled: int 
         if sampled else [],
         thread_cpu_us_per_message={kind: 1e6 * seconds / backlog.count for kind, seconds in threads.items()}
         if threads else {},
-        consumer_options=dict(consumer_options or {}),
+        consumer_options=dict(consumer_options or {}), join_spread=spread,
     )
+
+
+def measure_writer_unstalled(setup: Setup, backlog: Backlog, workers: int, **options) -> Result:
+    """``measure_writer``; on the benchmark's own mock, a start whose group join stalled measured the mock's
+    coordinator, not the writer (bench/README.md, "Known problems"): it runs again, at most STALL_RERUNS times,
+    and the note says so. On a given broker a stall is a finding and stays."""
+    reruns = 0
+    while True:
+        result = measure_writer(setup, backlog, workers, **options)
+        if setup.broker.given or reruns == STALL_RERUNS or not join_stalled(result):
+            break
+        reruns += 1
+        log(f"  the mock's group join stalled ({result.note}): this start runs again")
+    if reruns:
+        result.note += f"; started {reruns + 1} times (the mock's group join stalled)"
+    return result
+
+
+def join_spread(assigned: list[dict], holders: int) -> float | None:
+    """Seconds from the first worker's first "partitions assigned" log line to the last worker's first one (by
+    process id); None when fewer than ``holders`` workers got partitions."""
+    firsts: dict[int, float] = {}
+    for line in assigned:
+        if not line.get("message", "").endswith(": none"):  # an empty incremental assignment holds nothing
+            firsts.setdefault(line.get("pid", 0), log_time(line))
+    return max(firsts.values()) - min(firsts.values()) if firsts and len(firsts) >= holders else None
+
+
+def join_stalled(result: Result) -> bool:
+    return result.kind == "writer" and (result.join_spread is None or result.join_spread > JOIN_STALL_S)
 
 
 def measure_baseline(setup: Setup, backlog: Backlog) -> Result:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from bench import procfs
@@ -299,3 +300,19 @@ def test_the_mock_gets_partitions_for_its_backlog_a_given_broker_what_is_asked()
     assert mock.partitions_for(100_000, "uniform", 4) == 4
     given = Broker({"bootstrap.servers": "x:1"}, {}, "given")
     assert given.partitions_for(100_000, "varied", 4) == 4
+
+
+def test_a_worker_whose_first_partitions_come_late_marks_a_stalled_join():
+    from bench.measure import join_spread, join_stalled
+
+    def assigned(pid: int, second: float, what: str = "t[0]") -> dict:
+        return {"pid": pid, "time": f"2026-12-08T10:00:{second:06.3f}+00:00", "message": f"partitions assigned: {what}"}
+
+    together = [assigned(1, 3.3), assigned(2, 3.4), assigned(1, 9.0)]
+    late = [assigned(1, 3.3), assigned(2, 3.4, "none"), assigned(2, 47.3)]
+    assert join_spread(together, 2) == pytest.approx(0.1, abs=1e-3)
+    assert join_spread(late, 2) == pytest.approx(44.0, abs=1e-3)
+    assert join_spread([assigned(1, 3.3)], 2) is None
+    assert not join_stalled(Result("w", "writer", 1, 1, 1.0, 1.0, join_spread=0.1))
+    assert join_stalled(Result("w", "writer", 1, 1, 1.0, 1.0, join_spread=44.0))
+    assert join_stalled(Result("w", "writer", 1, 1, 1.0, 1.0, join_spread=None))

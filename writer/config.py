@@ -44,7 +44,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         # Added by this project:
         "auto_offset_reset": "earliest",
         "dead_letter_topic": "",
-        "session_timeout_ms": 45000,
+        # The original's (sarama's default), not librdkafka's 45 s: see writer/kafka_options.py.
+        "session_timeout_ms": 10000,
         "max_poll_interval_ms": 300000,
         "partition_assignment_strategy": "cooperative-sticky",
     },

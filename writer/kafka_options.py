@@ -47,6 +47,10 @@ def consumer_options(config: Config, group_id: str | None = None) -> dict[str, o
             # cooperative-sticky moves only the partitions that change owner; "range" (eager) is the
             # assignor of the original's sarama consumer, needed to share its group while switching over.
             "partition.assignment.strategy": broker.partition_assignment_strategy,
+            # 10 s by default, as the original (librdkafka's default is 45 s): a worker that died without leaving
+            # keeps its partitions this long, and librdkafka's mock cluster can leave a joining worker without
+            # any for session - 1 s (bench/README.md). No group.instance.id: a static member sends no LeaveGroup
+            # when it stops, so each stop would leave its partitions unconsumed for the session.
             "session.timeout.ms": broker.session_timeout_ms,
             "max.poll.interval.ms": broker.max_poll_interval_ms,
             "statistics.interval.ms": 5000,

@@ -64,8 +64,9 @@ def service_env(database_env: Mapping[str, str], bootstrap: str, topic: str, gro
         PREFIX + "BROKER__ADDRESSES": bootstrap,
         PREFIX + "BROKER__TOPIC": topic,
         PREFIX + "BROKER__GROUP": group or f"group-{uuid.uuid4().hex[:10]}",
-        # A SIGKILLed consumer keeps its partitions until its session times out, and the mock's group
-        # coordinator sometimes leaves a member unsynced until then: a short session keeps either short.
+        # A SIGKILLed consumer keeps its partitions until its session times out, and librdkafka's mock
+        # coordinator sometimes leaves a member without partitions for the session - 1 s (it refuses a
+        # SyncGroup that comes after the leader's; bench/README.md): a short session bounds either.
         PREFIX + "BROKER__SESSION_TIMEOUT_MS": "6000",
         PREFIX + "PROCESSING__WORKERS": "2",
         PREFIX + "PROCESSING__BATCH_SIZE": "200",

@@ -81,7 +81,9 @@ def test_an_eager_replay_member_assigns_from_its_start(worker_factory, kafka_boo
 def test_a_commit_to_a_stopped_broker_counts_as_failed_and_is_kept(migrated_database, topic):
     with MockKafka() as kafka:
         produce(kafka.bootstrap_servers, topic, [encoded(n) for n in range(5)], partition=0)
-        worker, _ = make_worker(migrated_database, kafka.bootstrap_servers, topic)
+        # A session longer than the stop below: at the default 10 s the consumer's own session timer would give
+        # the partition up (lost) as the commit's answer wait ends, and there would be nothing left to keep.
+        worker, _ = make_worker(migrated_database, kafka.bootstrap_servers, topic, broker__session_timeout_ms=45000)
         try:
             _, polled = _join(worker, topic)
             assert polled + fetched(worker.consumer, 2) == 5

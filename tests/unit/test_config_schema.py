@@ -17,7 +17,7 @@ DOCUMENTED_DEFAULTS = {
     "broker": {"addresses": "localhost:9092", "security_protocol": "", "cert_path": "", "sasl_mechanism": "",
                "sasl_username": "", "sasl_password": "", "topic": "ccx.ocp.results", "group": "ccx_notification_writer",
                "enabled": True, "disable_api_versions_request": False, "auto_offset_reset": "earliest",
-               "dead_letter_topic": "", "session_timeout_ms": 45000, "max_poll_interval_ms": 300000,
+               "dead_letter_topic": "", "session_timeout_ms": 10000, "max_poll_interval_ms": 300000,
                "partition_assignment_strategy": "cooperative-sticky"},
     "storage": {"db_driver": "postgres", "pg_username": "postgres", "pg_password": "", "pg_host": "localhost",
                 "pg_port": 5432, "pg_db_name": "notification", "pg_params": "", "log_sql_queries": False,

@@ -205,3 +205,13 @@ def test_measured_consumer_overrides_apply_over_the_chosen_options(load, monkeyp
     monkeypatch.setenv(CONSUMER_OPTIONS_VARIABLE, '["not", "an", "object"]')
     with pytest.raises(ValueError, match=CONSUMER_OPTIONS_VARIABLE):
         consumer_options(config)
+
+
+def test_the_default_session_is_the_originals_and_membership_stays_dynamic(load):
+    """10 s, the original's (sarama's default): how long a member that died without leaving keeps its partitions,
+    and how long librdkafka's mock cluster can leave a member without partitions at a join. No group.instance.id:
+    a static member does not leave the group when it stops, so its partitions would wait out the session."""
+    options = consumer_options(load())
+    assert options["session.timeout.ms"] == 10000
+    assert "group.instance.id" not in options
+    assert consumer_options(load(BROKER__SESSION_TIMEOUT_MS="6000"))["session.timeout.ms"] == 6000
