@@ -73,6 +73,7 @@ class DeadLetters:
             self._failures.append(str(error))
 
     def send(self, message, rejection: Rejection) -> None:
+        """Queue the dead letter of ``message``; ``DeadLetterError`` if the producer refuses it at once."""
         originals, notes = original_headers(message)
         own = dead_letter_headers(rejection, message.topic(), message.partition(), message.offset()) + notes
         self._pending += 1
@@ -93,7 +94,8 @@ class DeadLetters:
                 # (it stays readable at its source topic/partition/offset) instead of a worker crash loop.
                 if value is None or error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                     self._pending -= 1
-                    raise
+                    # A producer error (exit status 3), not the consumer's: e.g. an unknown dead-letter topic.
+                    raise DeadLetterError(f"dead-letter topic {self.topic}: {error}") from error
                 value, originals, own = None, [], _value_dropped(own, len(value))
 
     def flush(self, timeout: float = 30.0, time_left: Callable[[float], float] | None = None) -> int:
