@@ -32,6 +32,7 @@ from writer import exit_codes, health, restart_policy
 from writer.config import Config, parse_listen_address
 from writer.replay import ReplayTarget
 from writer.replay_options import ReplayOptions, ReplayRequestError
+from writer.stages.stop import StopRequest
 
 if TYPE_CHECKING:
     from writer.database_probe import DatabaseProbe
@@ -98,7 +99,9 @@ class Supervisor:
 
         self.status_array = new_status_array(self.context, self.count)
         self.slots = [WorkerSlot(i) for i in range(self.count)]
-        self.stop_requested = threading.Event()
+        # A plain flag, set by the signal handler: an Event's set() there could wait for the lock that the main
+        # thread, interrupted inside the same Event's wait(), holds.
+        self.stop_request = StopRequest(config.processing.shutdown_timeout_s)
         self.metrics = Metrics(config.metrics.namespace)
         self.exit_status = exit_codes.OK
         self.http: HttpServer | None = None
@@ -169,7 +172,7 @@ class Supervisor:
 
         views, bounds = self._views()
         database = self.database_probe.view() if self.database_probe else DatabaseView(UNKNOWN, "", 0.0)
-        return readiness(views, database, self.loop_beat, self.stop_requested.is_set(), time.time(), bounds)
+        return readiness(views, database, self.loop_beat, self.stop_request.requested, time.time(), bounds)
 
     def _publish_processes(self) -> None:
         # One tuple, replaced whole: the HTTP thread reads it once per request.
@@ -253,7 +256,8 @@ class Supervisor:
     # ---- main loop ----------------------------------------------------------
 
     def request_stop(self, *_signal_args) -> None:
-        self.stop_requested.set()
+        """SIGTERM/SIGINT: the main loop ends within ``LOOP_INTERVAL_S``. Runs in a signal handler: assignments only."""
+        self.stop_request.request()
 
     def run(self) -> int:
         from writer import http_server
@@ -287,7 +291,7 @@ class Supervisor:
         self.database_probe = self._new_database_probe()
         self.database_probe.start()
         try:
-            while not self.stop_requested.is_set():
+            while not self.stop_request.requested:
                 self.loop_beat = time.time()
                 if not self._reap():
                     break
@@ -300,7 +304,7 @@ class Supervisor:
                     if remaining == 0:
                         self.finished = time.monotonic()
                         break
-                self.stop_requested.wait(LOOP_INTERVAL_S)
+                self.stop_request.sleep(LOOP_INTERVAL_S)
         finally:
             if self.progress is not None:
                 self.progress.close()  # the final figures, before any other line
