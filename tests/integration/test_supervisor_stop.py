@@ -1,4 +1,5 @@
-"""How the supervisor stops: a signal at any moment ends its main loop."""
+"""How the supervisor stops: a signal at any moment ends its main loop, and a worker still running after the
+shutdown deadline is killed."""
 
 from __future__ import annotations
 
@@ -51,3 +52,36 @@ def test_signals_at_random_moments_always_stop_the_supervisor(tmp_path):
         child.kill()
         child.wait()
 
+
+def _ignore_sigterm_and_sleep(ignoring) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignoring.set()
+    time.sleep(3600)
+
+
+def test_a_worker_still_running_after_the_shutdown_deadline_is_killed(monkeypatch, caplog):
+    from writer import config as config_module
+    from writer import supervisor as supervisor_module
+
+    env = {f"{config_module.ENV_PREFIX}{key}": value for key, value in {
+        "PROCESSING__WORKERS": "1", "PROCESSING__SHUTDOWN_TIMEOUT_S": "1", "PROCESSING__BATCH_TIMEOUT_MS": "100",
+    }.items()}
+    monkeypatch.setattr(supervisor_module, "CLOSE_MARGIN_S", 0.0)
+    supervisor = supervisor_module.Supervisor(config_module.load(env), "unused")
+    monkeypatch.setattr(supervisor, "_forget_process_metrics", lambda pid: None)
+    ignoring = supervisor.context.Event()
+    process = supervisor.context.Process(target=_ignore_sigterm_and_sleep, args=(ignoring,))
+    process.start()
+    try:
+        supervisor.slots[0].process = process
+        assert ignoring.wait(60), "the stand-in worker did not start"
+        supervisor._stop_workers()
+        assert not process.is_alive(), "a worker that ignores SIGTERM outlived the stop"
+        assert process.exitcode == -signal.SIGKILL
+        assert [r.getMessage() for r in caplog.records if "did not stop in time" in r.getMessage()] == [
+            f"worker pid {process.pid} did not stop in time; killing it (its batch will be consumed again)"]
+        assert supervisor.slots[0].process is None
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(10)
