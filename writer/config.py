@@ -151,14 +151,21 @@ _PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?
                               re.IGNORECASE | re.DOTALL)
 
 
+# A connection URI (postgresql://user:password@host/db): libpq would read one in pg_params too.
+_URI = re.compile(r"\s*[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
 def redact_pg_params(params: str) -> str:
-    """pg_params with the values of password= and sslpassword= replaced."""
+    """pg_params with the values of password= and sslpassword= replaced; a URI (refused anyway) hidden whole."""
+    if _URI.match(params):
+        return HIDDEN
     return _PG_SECRET_PARAM.sub(lambda m: m.group(1) + HIDDEN, params)
 
 
 # The sections as typed, frozen values: code reads ``config.processing.batch_timeout_ms`` and mypy checks it.
 # The fields repeat SCHEMA's keys and types (not its defaults) in SCHEMA's order; tests/unit/test_config_schema.py
-# fails when a key, a type or the order differs, so the two cannot drift apart.
+# fails when a key, a type or the order differs, so the two cannot drift apart. Secret fields are left out of
+# repr (error reporters print objects with it); tests/unit/test_config_secrets.py holds that to SECRET_KEYS.
 @dataclasses.dataclass(frozen=True)
 class BrokerSettings:
     addresses: str
@@ -166,7 +173,7 @@ class BrokerSettings:
     cert_path: str
     sasl_mechanism: str
     sasl_username: str
-    sasl_password: str
+    sasl_password: str = dataclasses.field(repr=False)
     topic: str
     group: str
     enabled: bool
@@ -182,11 +189,11 @@ class BrokerSettings:
 class StorageSettings:
     db_driver: str
     pg_username: str
-    pg_password: str
+    pg_password: str = dataclasses.field(repr=False)
     pg_host: str
     pg_port: int
     pg_db_name: str
-    pg_params: str
+    pg_params: str = dataclasses.field(repr=False)  # may hold password= or a URI with one
     log_sql_queries: bool
     connect_timeout: int
     retry_max_seconds: int
@@ -204,15 +211,15 @@ class LoggingSettings:
 
 @dataclasses.dataclass(frozen=True)
 class SentrySettings:
-    dsn: str
+    dsn: str = dataclasses.field(repr=False)
     environment: str
 
 
 @dataclasses.dataclass(frozen=True)
 class CloudWatchSettings:
-    aws_access_id: str
-    aws_secret_key: str
-    aws_session_token: str
+    aws_access_id: str = dataclasses.field(repr=False)
+    aws_secret_key: str = dataclasses.field(repr=False)
+    aws_session_token: str = dataclasses.field(repr=False)
     aws_region: str
     log_group: str
     stream_name: str
@@ -371,11 +378,15 @@ def _value_problems(values: Values, origins: Origins) -> list[tuple[str, str]]:
     try:
         parse_pg_params(values["storage"]["pg_params"])
     except ConfigError:
-        problem("storage", "pg_params", PG_PARAMS_INVALID)
+        problem("storage", "pg_params", PG_PARAMS_URI if _URI.match(values["storage"]["pg_params"])
+                else PG_PARAMS_INVALID)
     return found
 
 
 PG_PARAMS_INVALID = "not a valid list of libpq key=value pairs (value not shown)"
+# A URI would override the pg_* settings and put the password where only pg_password is kept secret.
+PG_PARAMS_URI = ("a connection URI is not accepted: give libpq key=value pairs, and the server and credentials in "
+                 "the other pg_* settings (value not shown)")
 
 
 def parse_pg_params(params: str) -> dict[str, str]:
@@ -386,6 +397,8 @@ def parse_pg_params(params: str) -> dict[str, str]:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    if _URI.match(params):
+        raise ConfigError(f"[storage] pg_params: {PG_PARAMS_URI}")
     text = params.replace("&", " ").strip()
     if not text:
         return {}
