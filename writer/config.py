@@ -96,6 +96,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "processing": {
         "workers": 0,
         "batch_size": 1000,
+        # As librdkafka's prefetch queue (queued.max.messages.kbytes): a batch of large reports stays this small.
+        "max_batch_bytes": 16 * 1024 * 1024,
         "batch_timeout_ms": 50,
         "max_restarts": 5,
         "restart_window_s": 60,
@@ -134,7 +136,7 @@ NON_NEGATIVE = {
     ("storage", "write_timeout_s"),
 }
 POSITIVE = {
-    ("processing", "batch_size"), ("processing", "batch_timeout_ms"),
+    ("processing", "batch_size"), ("processing", "max_batch_bytes"), ("processing", "batch_timeout_ms"),
     ("broker", "session_timeout_ms"), ("broker", "max_poll_interval_ms"),
 }
 
@@ -243,6 +245,7 @@ class TrackerSettings:
 class ProcessingSettings:
     workers: int
     batch_size: int
+    max_batch_bytes: int
     batch_timeout_ms: int
     max_restarts: int
     restart_window_s: int

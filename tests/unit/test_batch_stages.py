@@ -174,6 +174,52 @@ def test_a_revocation_inside_consume_drops_the_messages_gathered_before_it():
     assert [(m.partition(), m.offset()) for m in messages] == [(0, 4), (0, 5)]
 
 
+def sized(partition: int, offset: int, size: int) -> FakeMessage:
+    return FakeMessage(partition, offset, b"x" * size)
+
+
+def test_a_batch_closes_at_its_byte_bound_and_the_rest_waits_for_the_next_one():
+    consumer = BatchConsumer([[sized(0, 1, 100), sized(1, 1, 100), sized(0, 2, 100), sized(0, 3, 100)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=250)
+    assert [(m.partition(), m.offset()) for m in poller.gather(10, 0.1)] == [(0, 1), (1, 1)]
+    assert [(m.partition(), m.offset()) for m in poller.gather(10, 0.1)] == [(0, 2), (0, 3)]  # no consume left
+
+
+def test_a_batch_closes_at_whichever_bound_comes_first():
+    consumer = BatchConsumer([[sized(0, n, 10) for n in range(3)], [sized(0, 3, 10), sized(0, 4, 10)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=1000)
+    assert [m.offset() for m in poller.gather(3, 0.1)] == [0, 1, 2]  # the count, far below the bytes
+    assert [m.offset() for m in poller.gather(3, 0.1)] == [3, 4]
+
+
+def test_carried_messages_count_towards_the_byte_bound():
+    consumer = BatchConsumer([[sized(0, 9, 10)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=250)
+    poller.carry_over = [sized(0, 1, 100), sized(0, 2, 100), sized(0, 3, 100)]
+    assert [m.offset() for m in poller.gather(10, 0.1)] == [1, 2]
+    assert consumer.batches  # full from what was carried: nothing consumed
+    assert [m.offset() for m in poller.gather(10, 0.1)] == [3, 9]
+
+
+def test_a_message_larger_than_the_byte_bound_is_a_batch_of_its_own():
+    consumer = BatchConsumer([[sized(0, 1, 10), sized(0, 2, 500), sized(0, 3, 10)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=100)
+    assert [[m.offset() for m in poller.gather(10, 0.1)] for _ in range(3)] == [[1], [2], [3]]
+
+
+def test_a_revocation_while_a_batch_is_gathered_frees_its_bytes():
+    consumer = BatchConsumer([[sized(1, 1, 100)], [sized(0, 1, 100), sized(0, 2, 100)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=250)
+    turns: list[int] = []
+
+    def between():
+        turns.append(1)
+        if len(turns) == 2:
+            poller.drop({T1})  # the message of t[1] gathered before is dropped: its bytes no longer count
+
+    assert [(m.partition(), m.offset()) for m in poller.gather(10, 0.5, between)] == [(0, 1), (0, 2)]
+
+
 def test_partitions_stay_paused_while_any_reason_holds():
     consumer = BatchConsumer([])
     poller = Poller(consumer, polled=lambda: None, resumable=lambda partitions: partitions[:1])
