@@ -1,8 +1,10 @@
 """Dead-letter topic: rejected messages, unchanged, with headers telling why and where from.
 
 Contract: ``flush`` returns only when every dead letter sent since the last
-flush is acknowledged by the broker, and raises ``DeadLetterError`` otherwise;
-the worker commits the source offsets only after a successful flush.
+flush is acknowledged by the broker, and raises ``DeadLetterError`` otherwise
+(as ``send`` does when the producer refuses a dead letter at once); the worker
+commits the source offsets only after a successful flush. Headers the client
+cannot decode are left out of the dead letter, which says so.
 """
 
 from __future__ import annotations
