@@ -153,13 +153,15 @@ _PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?
                               re.IGNORECASE | re.DOTALL)
 
 
-# A connection URI (postgresql://user:password@host/db): libpq would read one in pg_params too.
-_URI = re.compile(r"\s*[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+# A connection URI (postgresql://user:password@host/db): libpq would read one in pg_params too. Looked for anywhere
+# in the value, as a URI after other pairs (refused by libpq, or a dbname) still carries its password.
+_URI = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 def redact_pg_params(params: str) -> str:
-    """pg_params with the values of password= and sslpassword= replaced; a URI (refused anyway) hidden whole."""
-    if _URI.match(params):
+    """pg_params with the values of password= and sslpassword= replaced; one holding a URI (refused anyway) hidden
+    whole."""
+    if _URI.search(params):
         return HIDDEN
     return _PG_SECRET_PARAM.sub(lambda m: m.group(1) + HIDDEN, params)
 
@@ -381,7 +383,7 @@ def _value_problems(values: Values, origins: Origins) -> list[tuple[str, str]]:
     try:
         parse_pg_params(values["storage"]["pg_params"])
     except ConfigError:
-        problem("storage", "pg_params", PG_PARAMS_URI if _URI.match(values["storage"]["pg_params"])
+        problem("storage", "pg_params", PG_PARAMS_URI if _URI.search(values["storage"]["pg_params"])
                 else PG_PARAMS_INVALID)
     return found
 
@@ -400,7 +402,7 @@ def parse_pg_params(params: str) -> dict[str, str]:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
-    if _URI.match(params):
+    if _URI.search(params):
         raise ConfigError(f"[storage] pg_params: {PG_PARAMS_URI}")
     text = params.replace("&", " ").strip()
     if not text:

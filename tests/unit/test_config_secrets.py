@@ -56,3 +56,14 @@ def test_only_a_uri_is_refused(params):
         assert refused
     else:
         assert not refused
+
+
+@pytest.mark.parametrize("params", ["sslmode=require postgresql://writer:uriPW4417@db.example/notification",
+                                    "dbname=postgresql://writer:uriPW4417@db.example/notification",
+                                    "sslmode=require&postgres://writer:uriPW4417@db.example"])
+def test_a_uri_after_other_pairs_is_hidden_and_refused_too(params):
+    # --show-configuration prints pg_params even when refused, so a URI anywhere in it must not show.
+    config = config_module.load({PREFIX + "STORAGE__PG_PARAMS": params})
+    assert config.redacted()["storage"]["pg_params"] == HIDDEN
+    assert config.problems(DATABASE) == [
+        f"environment variable {PREFIX}STORAGE__PG_PARAMS: {config_module.PG_PARAMS_URI}"]
