@@ -470,6 +470,46 @@ def test_a_partition_revoked_while_the_answer_is_waited_for_is_not_retried():
     assert book.uncommitted == {T0: 5}
 
 
+class LateAnswerConsumer(CommitConsumer):
+    """Answers a commit only after ``answer_after`` seconds; meanwhile each poll returns a message of ``size`` bytes
+    (prefetched before the answer). Pauses are recorded."""
+
+    def __init__(self, answers: CommitAnswers, clock: FakeClock, answer_after: float, size: int) -> None:
+        super().__init__(answers, (), clock)
+        self.answer_at = clock.now + answer_after
+        self.size = size
+        self.offset = 0
+        self.paused = 0
+
+    def poll(self, timeout):
+        assert self.clock is not None
+        if self.clock.now < self.answer_at:
+            self.clock.now += timeout
+            self.offset += 1
+            return None if self.paused else sized(0, self.offset, self.size)
+        return super().poll(timeout)
+
+    def pause(self, partitions):
+        self.paused += 1
+
+
+def test_a_late_commit_answer_pauses_fetching_once_the_carried_messages_fill_a_batch_by_bytes():
+    # Far fewer messages than a batch, but more bytes: held while the answer is late, they are what the byte bound
+    # keeps out of memory.
+    clock = FakeClock()
+    answers = CommitAnswers()
+    consumer = LateAnswerConsumer(answers, clock, answer_after=5.0, size=100)
+    book = PartitionBook()
+    book.assign([T0])
+    poller = Poller(consumer, polled=lambda: None, clock=clock, max_batch_bytes=1000)
+    stage = OffsetCommitter(consumer, answers, book, poller, StopRequest(20, clock), metrics(), 1000,
+                            contextlib.nullcontext, clock)
+    stage.commit({T0: 5})
+    assert book.uncommitted == {}
+    assert consumer.paused >= 1
+    assert sum(len(m.value()) for m in poller.carry_over) <= 2 * 1000  # not all 5 s of polls: 100 messages
+
+
 def test_a_fatal_commit_answer_is_raised():
     stage, _, book, _ = committer([KafkaError(KafkaError._FATAL, "fenced", fatal=True)])
     with pytest.raises(KafkaException):

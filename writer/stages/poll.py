@@ -97,6 +97,19 @@ class Poller:
             taken += 1
         return taken
 
+    def carries_a_batch(self, batch_size: int) -> bool:
+        """Whether the carried messages fill a batch, by their count or by their bytes."""
+        if len(self.carry_over) >= batch_size:
+            return True
+        if self._max_bytes is None:
+            return False
+        held = 0
+        for message in self.carry_over:
+            held += _size(message)
+            if held >= self._max_bytes:
+                return True
+        return False
+
     def poll(self, seconds: float) -> None:
         """One poll (serves callbacks); a message it returns is carried over."""
         message = self.consumer.poll(max(0.0, seconds))
