@@ -47,7 +47,9 @@ def original_headers(message) -> tuple[list, list]:
     """The message's headers and ours to add: when the client cannot decode them, none and one saying why.
 
     confluent-kafka decodes every header name as UTF-8 and then fails for the whole list (a ``SystemError`` from
-    the ``UnicodeDecodeError``), while other producers may name a header with any bytes."""
+    the ``UnicodeDecodeError``), while other producers may name a header with any bytes. Call it once per message:
+    after that failure the client caches a list with a NULL name, which a second ``headers()`` returns and which
+    crashes the process (SIGSEGV) when read."""
     try:
         return list(message.headers() or []), []
     except (SystemError, UnicodeDecodeError) as error:
