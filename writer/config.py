@@ -97,6 +97,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "processing": {
         "workers": 0,
         "batch_size": 1000,
+        # As librdkafka's prefetch queue (queued.max.messages.kbytes): a batch of large reports stays this small.
+        "max_batch_bytes": 16 * 1024 * 1024,
         "batch_timeout_ms": 50,
         "max_restarts": 5,
         "restart_window_s": 60,
@@ -135,7 +137,7 @@ NON_NEGATIVE = {
     ("storage", "write_timeout_s"),
 }
 POSITIVE = {
-    ("processing", "batch_size"), ("processing", "batch_timeout_ms"),
+    ("processing", "batch_size"), ("processing", "max_batch_bytes"), ("processing", "batch_timeout_ms"),
     ("broker", "session_timeout_ms"), ("broker", "max_poll_interval_ms"),
 }
 
@@ -152,14 +154,23 @@ _PG_SECRET_PARAM = re.compile(r"""(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?
                               re.IGNORECASE | re.DOTALL)
 
 
+# A connection URI (postgresql://user:password@host/db): libpq would read one in pg_params too. Looked for anywhere
+# in the value, as a URI after other pairs (refused by libpq, or a dbname) still carries its password.
+_URI = re.compile(r"[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
 def redact_pg_params(params: str) -> str:
-    """pg_params with the values of password= and sslpassword= replaced."""
+    """pg_params with the values of password= and sslpassword= replaced; one holding a URI (refused anyway) hidden
+    whole."""
+    if _URI.search(params):
+        return HIDDEN
     return _PG_SECRET_PARAM.sub(lambda m: m.group(1) + HIDDEN, params)
 
 
 # The sections as typed, frozen values: code reads ``config.processing.batch_timeout_ms`` and mypy checks it.
 # The fields repeat SCHEMA's keys and types (not its defaults) in SCHEMA's order; tests/unit/test_config_schema.py
-# fails when a key, a type or the order differs, so the two cannot drift apart.
+# fails when a key, a type or the order differs, so the two cannot drift apart. Secret fields are left out of
+# repr (error reporters print objects with it); tests/unit/test_config_secrets.py holds that to SECRET_KEYS.
 @dataclasses.dataclass(frozen=True)
 class BrokerSettings:
     addresses: str
@@ -167,7 +178,7 @@ class BrokerSettings:
     cert_path: str
     sasl_mechanism: str
     sasl_username: str
-    sasl_password: str
+    sasl_password: str = dataclasses.field(repr=False)
     topic: str
     group: str
     enabled: bool
@@ -183,11 +194,11 @@ class BrokerSettings:
 class StorageSettings:
     db_driver: str
     pg_username: str
-    pg_password: str
+    pg_password: str = dataclasses.field(repr=False)
     pg_host: str
     pg_port: int
     pg_db_name: str
-    pg_params: str
+    pg_params: str = dataclasses.field(repr=False)  # may hold password= or a URI with one
     log_sql_queries: bool
     connect_timeout: int
     retry_max_seconds: int
@@ -205,15 +216,15 @@ class LoggingSettings:
 
 @dataclasses.dataclass(frozen=True)
 class SentrySettings:
-    dsn: str
+    dsn: str = dataclasses.field(repr=False)
     environment: str
 
 
 @dataclasses.dataclass(frozen=True)
 class CloudWatchSettings:
-    aws_access_id: str
-    aws_secret_key: str
-    aws_session_token: str
+    aws_access_id: str = dataclasses.field(repr=False)
+    aws_secret_key: str = dataclasses.field(repr=False)
+    aws_session_token: str = dataclasses.field(repr=False)
     aws_region: str
     log_group: str
     stream_name: str
@@ -237,6 +248,7 @@ class TrackerSettings:
 class ProcessingSettings:
     workers: int
     batch_size: int
+    max_batch_bytes: int
     batch_timeout_ms: int
     max_restarts: int
     restart_window_s: int
@@ -372,11 +384,15 @@ def _value_problems(values: Values, origins: Origins) -> list[tuple[str, str]]:
     try:
         parse_pg_params(values["storage"]["pg_params"])
     except ConfigError:
-        problem("storage", "pg_params", PG_PARAMS_INVALID)
+        problem("storage", "pg_params", PG_PARAMS_URI if _URI.search(values["storage"]["pg_params"])
+                else PG_PARAMS_INVALID)
     return found
 
 
 PG_PARAMS_INVALID = "not a valid list of libpq key=value pairs (value not shown)"
+# A URI would override the pg_* settings and put the password where only pg_password is kept secret.
+PG_PARAMS_URI = ("a connection URI is not accepted: give libpq key=value pairs, and the server and credentials in "
+                 "the other pg_* settings (value not shown)")
 
 
 def parse_pg_params(params: str) -> dict[str, str]:
@@ -387,6 +403,8 @@ def parse_pg_params(params: str) -> dict[str, str]:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    if _URI.search(params):
+        raise ConfigError(f"[storage] pg_params: {PG_PARAMS_URI}")
     text = params.replace("&", " ").strip()
     if not text:
         return {}

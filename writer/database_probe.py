@@ -27,14 +27,15 @@ from writer.health import DatabaseView
 
 log = logging.getLogger("writer.supervisor")
 
+# The probe's states: reason codes, what /ready shows (its detail, which may name the server, only goes to the log).
 OK = "ok"
-UNKNOWN = "not checked yet"
+UNKNOWN = "not_checked"
 UNREACHABLE = "unreachable"
-CREDENTIALS_REJECTED = "credentials rejected"
-DATABASE_MISSING = "database does not exist"
-NOT_WRITABLE = "not writable"
-REFUSED = "session refused"  # the server answered and refused, not for our credentials (too many connections...)
-PROBE_FAILED = "probe failed"
+CREDENTIALS_REJECTED = "credentials_rejected"
+DATABASE_MISSING = "database_missing"
+NOT_WRITABLE = "not_writable"
+REFUSED = "session_refused"  # the server answered and refused, not for our credentials (too many connections...)
+PROBE_FAILED = "probe_failed"
 
 PROBE_INTERVAL_S = 15.0
 ERROR_LOG_INTERVAL_S = 60.0

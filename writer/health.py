@@ -14,7 +14,9 @@ do NOT fail liveness either.
 Readiness answers "is this pod doing its job?": alive, no stop in progress,
 every running worker reaches a broker and is not blocked, no worker is
 retrying a failing database write, and the supervisor's database probe can
-connect and write (see ``database_probe``) and still reports.
+connect and write (see ``database_probe``) and still reports. Its body names
+the database's state by a reason code; what the server answered stays in the
+log (it names the host, port and database, and /ready needs no credentials).
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ def limits(config: Config) -> Limits:
 
 @dataclass(frozen=True)
 class DatabaseView:
-    state: str  # database_probe.OK, or why it is not ok; UNKNOWN before the first probe
-    detail: str
+    state: str  # database_probe.OK, or why it is not ok (a reason code); UNKNOWN before the first probe
+    detail: str  # for the log only: it may name the server, and /ready is served without authentication
     checked: float  # wall-clock time of the last probe (0: never)
     stale_after: float = float("inf")  # a probe result older than this no longer counts (a dead or hung probe)
 
@@ -154,13 +156,13 @@ def readiness(workers: list[WorkerView], database: DatabaseView, loop_beat: floa
         if not worker.database_ok:
             problems.append(f"worker {worker.slot}: database writes failing, retrying")
     if database.state != "ok":
-        problems.append(f"database: {database.state}" + (f" ({database.detail})" if database.detail else ""))
+        problems.append(f"database: {database.state}")
     elif now - database.checked > database.stale_after:
         problems.append(f"database: probe silent for {now - database.checked:.1f} s")
     return not problems, {
         "status": "ok" if not problems else "unavailable",
         "problems": problems,
-        "database": {"state": database.state, "detail": database.detail,
+        "database": {"state": database.state,
                      "seconds_since_check": round(now - database.checked, 1) if database.checked else None},
         "workers": body["workers"],
     }

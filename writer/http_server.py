@@ -2,10 +2,12 @@
 
 One thread runs an asyncio loop for every connection, so an idle or
 half-open connection costs a coroutine, not a thread: a client that never
-finishes its request is dropped after ``REQUEST_TIMEOUT_S``, and beyond
-``MAX_CONNECTIONS`` open connections a new one is closed at once. Each
-response closes its connection (HTTP/1.0 style), which is all Prometheus and
-Kubernetes probes need.
+finishes its request head is dropped after ``HEAD_TIMEOUT_S``. At
+``MAX_CONNECTIONS`` open connections, a new one closes the oldest that is
+still sending its request head (or, when none is, the oldest of all), so
+slow clients (slowloris) cannot lock a probe out. Each response closes its
+connection (HTTP/1.0 style), which is all Prometheus and Kubernetes probes
+need.
 
 The checks run off the event loop, /metrics on a thread of its own and
 /health and /ready on another pool, so a slow scrape (many metric files, a
@@ -28,7 +30,8 @@ import orjson
 log = logging.getLogger(__name__)
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-REQUEST_TIMEOUT_S = 10.0  # to receive the whole request head
+HEAD_TIMEOUT_S = 3.0  # to receive the whole request head (a probe sends it in one packet)
+SEND_TIMEOUT_S = 10.0  # for the client to take the whole answer
 MAX_CONNECTIONS = 256
 MAX_REQUEST_HEAD = 16384
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
@@ -42,7 +45,8 @@ class HttpServer:
     def __init__(self, host: str, port: int, metrics: Callable[[], bytes], health: Check, ready: Check) -> None:
         self._metrics = metrics
         self._checks = {"/health": health, "/ready": ready}
-        self._connections: set[asyncio.StreamWriter] = set()
+        # Open connections, oldest first, each with whether its request head is still awaited.
+        self._connections: dict[asyncio.StreamWriter, bool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # A slow /metrics queues behind its own thread only; probes have theirs.
         self._metrics_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="http-metrics")
@@ -63,17 +67,18 @@ class HttpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._connections) >= MAX_CONNECTIONS:
-            writer.transport.abort()
-            return
+            self._evict_one()
         task = asyncio.current_task()
         if task is not None:  # always, for a connection callback; the check is for the type checker
             self._tasks.add(task)
-        self._connections.add(writer)
+        self._connections[writer] = True
         try:
             try:
-                request_line = await asyncio.wait_for(_read_head(reader), REQUEST_TIMEOUT_S)
+                request_line = await asyncio.wait_for(_read_head(reader), HEAD_TIMEOUT_S)
             except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
                 return
+            if writer in self._connections:
+                self._connections[writer] = False
             try:
                 status, content_type, body = await self._respond(request_line)
             except Exception:  # noqa: BLE001 - one failed answer must not take the server down
@@ -83,15 +88,23 @@ class HttpServer:
                 f"HTTP/1.0 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
             )
-            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
+            await asyncio.wait_for(writer.drain(), SEND_TIMEOUT_S)
         except (TimeoutError, ConnectionError):
             pass
         except asyncio.CancelledError:
             pass  # shutdown: ended here, so asyncio's stream callback has no cancelled task to report
         finally:
-            self._connections.discard(writer)
+            self._connections.pop(writer, None)
             self._tasks.discard(task)
             writer.close()
+
+    def _evict_one(self) -> None:
+        """Close the oldest connection still sending its request head, or else the oldest of all."""
+        victim = next((w for w, reading_head in self._connections.items() if reading_head), None)
+        if victim is None:
+            victim = next(iter(self._connections))
+        del self._connections[victim]  # now, so the count is right before its task runs again
+        victim.transport.abort()
 
     async def _respond(self, request_line: bytes) -> tuple[HTTPStatus, str, bytes]:
         try:

@@ -18,12 +18,16 @@ Contracts:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
@@ -32,6 +36,7 @@ from writer import exit_codes, health, restart_policy
 from writer.config import Config, parse_listen_address
 from writer.replay import ReplayTarget
 from writer.replay_options import ReplayOptions, ReplayRequestError
+from writer.stages.stop import StopRequest
 
 if TYPE_CHECKING:
     from writer.database_probe import DatabaseProbe
@@ -98,7 +103,11 @@ class Supervisor:
 
         self.status_array = new_status_array(self.context, self.count)
         self.slots = [WorkerSlot(i) for i in range(self.count)]
-        self.stop_requested = threading.Event()
+        # A plain flag, set by the signal handler: an Event's set() there could wait for the lock that the main
+        # thread, interrupted inside the same Event's wait(), holds. The loop's wait ends at the signal through
+        # ``wakeup`` (see ``stopped_by_signals``).
+        self.stop_request = StopRequest(config.processing.shutdown_timeout_s)
+        self.wakeup: socket.socket | None = None
         self.metrics = Metrics(config.metrics.namespace)
         self.exit_status = exit_codes.OK
         self.http: HttpServer | None = None
@@ -169,7 +178,7 @@ class Supervisor:
 
         views, bounds = self._views()
         database = self.database_probe.view() if self.database_probe else DatabaseView(UNKNOWN, "", 0.0)
-        return readiness(views, database, self.loop_beat, self.stop_requested.is_set(), time.time(), bounds)
+        return readiness(views, database, self.loop_beat, self.stop_request.requested, time.time(), bounds)
 
     def _publish_processes(self) -> None:
         # One tuple, replaced whole: the HTTP thread reads it once per request.
@@ -253,7 +262,18 @@ class Supervisor:
     # ---- main loop ----------------------------------------------------------
 
     def request_stop(self, *_signal_args) -> None:
-        self.stop_requested.set()
+        """SIGTERM/SIGINT (see ``stopped_by_signals``). Runs in a signal handler: assignments only."""
+        self.stop_request.request()
+
+    def _wait(self, seconds: float) -> None:
+        """Until the next turn of the main loop, or a signal's wakeup."""
+        if self.wakeup is None:
+            self.stop_request.sleep(seconds)
+            return
+        readable, _, _ = select.select([self.wakeup], [], [], seconds)
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                self.wakeup.recv(4096)  # the signal numbers: the handler has set the flag already
 
     def run(self) -> int:
         from writer import http_server
@@ -287,7 +307,7 @@ class Supervisor:
         self.database_probe = self._new_database_probe()
         self.database_probe.start()
         try:
-            while not self.stop_requested.is_set():
+            while not self.stop_request.requested:
                 self.loop_beat = time.time()
                 if not self._reap():
                     break
@@ -300,7 +320,7 @@ class Supervisor:
                     if remaining == 0:
                         self.finished = time.monotonic()
                         break
-                self.stop_requested.wait(LOOP_INTERVAL_S)
+                self._wait(LOOP_INTERVAL_S)
         finally:
             if self.progress is not None:
                 self.progress.close()  # the final figures, before any other line
@@ -379,25 +399,45 @@ def run_service(config: Config, replay: bool = False, group_id: str | None = Non
     metrics_dir = MetricsDirectory()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.path
     supervisor = Supervisor(config, metrics_dir.path, replay=replay, group_id=group_id, replay_options=replay_options)
-    previous = {sig: signal.signal(sig, supervisor.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        status = supervisor.run()
-        if replay and supervisor.replay_target is not None:
-            from writer import replay_summary
+        with stopped_by_signals(supervisor):
+            status = supervisor.run()
+            if replay and supervisor.replay_target is not None:
+                from writer import replay_summary
 
-            seconds = (supervisor.finished or time.monotonic()) - supervisor.started
-            totals = supervisor.totals()
-            result = replay_summary.extend(summary(totals, seconds), totals, replay_options,
-                                           supervisor.replay_target.plan, status)
-            result["metrics_address"] = supervisor.metrics_address
-            if replay_options is not None and replay_options.summary_json:
-                replay_summary.write_json(replay_options.summary_json, result)
-            if on_summary is None:
-                print(replay_summary.format_line(result), flush=True)
-            else:
-                on_summary(result)
-        return status
+                seconds = (supervisor.finished or time.monotonic()) - supervisor.started
+                totals = supervisor.totals()
+                result = replay_summary.extend(summary(totals, seconds), totals, replay_options,
+                                               supervisor.replay_target.plan, status)
+                result["metrics_address"] = supervisor.metrics_address
+                if replay_options is not None and replay_options.summary_json:
+                    replay_summary.write_json(replay_options.summary_json, result)
+                if on_summary is None:
+                    print(replay_summary.format_line(result), flush=True)
+                else:
+                    on_summary(result)
+            return status
     finally:
+        metrics_dir.remove()
+
+
+@contextlib.contextmanager
+def stopped_by_signals(supervisor: Supervisor) -> Iterator[None]:
+    """SIGTERM and SIGINT stop ``supervisor``: its handler only sets a flag, and the byte Python's C-level handler
+    writes to the wakeup socket (``signal.set_wakeup_fd``) ends the main loop's wait at once. The previous handlers
+    come back afterwards."""
+    wake_read, wake_write = socket.socketpair()
+    for end in (wake_read, wake_write):
+        end.setblocking(False)
+    previous = {sig: signal.signal(sig, supervisor.request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous_wakeup = signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
+    supervisor.wakeup = wake_read
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        metrics_dir.remove()
+        supervisor.wakeup = None
+        wake_read.close()
+        wake_write.close()

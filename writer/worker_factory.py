@@ -83,7 +83,8 @@ def build_worker(config: Config, heartbeat: WorkerStatus, group_id: str | None =
                            on_retry=metrics.db_retries.inc, waiting_for_database=heartbeat.waiting_for_database)
 
     batch_size = processing.batch_size
-    poller = Poller(consumer, heartbeat.polled, resumable=replay.unfinished if replay is not None else _all)
+    poller = Poller(consumer, heartbeat.polled, resumable=replay.unfinished if replay is not None else _all,
+                    max_batch_bytes=processing.max_batch_bytes)
     committer = OffsetCommitter(consumer, answers, book, poller, stop, metrics, batch_size, heartbeat.waiting_for_kafka)
     return Worker(
         consumer=consumer, poller=poller, committer=committer, book=book, writes=writes, dead_letters=dead_letters,

@@ -3,6 +3,7 @@
 
 - a dead-letter topic that refuses blocks the offset commit, the worker exits 3, nothing is lost;
 - a dead letter too large for the topic is sent without its value, saying so;
+- a header name that is not UTF-8 (unreadable by the Python client) leaves its dead letter, saying so;
 - a refused offset commit of the last batch is retried while no message comes, and counted;
 - replay: Kafka unreachable (4), an empty or missing topic (0 messages at once), a failing committed() call;
 - payload-tracker statuses of stored, rejected and refused messages; a tracker that refuses;
@@ -22,6 +23,7 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message
 
+from tests.harness.c_producer import produce_with_raw_headers
 from tests.harness.database import RowMonitor, stored_keys
 from tests.harness.kafka import (
     PARTITIONS,
@@ -128,6 +130,40 @@ def test_dead_letter_too_large_for_the_topic_goes_without_its_value(migrated_dat
     assert (int(header(letter, "ccx-source-partition")), int(header(letter, "ccx-source-offset"))) == rejected_at[0]
     assert header(letter, "origin") is None  # the original headers go too (they may be what is too large)
     assert committed_offsets(kafka.bootstrap_servers, topic, group) == end_offsets(kafka.bootstrap_servers, topic)
+
+
+def test_a_header_name_that_is_not_utf8_is_left_out_of_its_dead_letter_saying_why(
+        migrated_database, kafka, topic, group, tmp_path):
+    # Producers other than confluent-kafka's (sarama, Java, the C API) may name a header with any bytes; the
+    # Python client cannot decode such a message's headers at all.
+    expected, _ = stream(kafka, topic, 20, [])
+    produce_with_raw_headers(kafka.bootstrap_servers, topic, 1, b"not json", b"bad",
+                             [(b"origin", b"test"), (b"\xff\xfe-bad", b"unreadable")])
+    source = (1, end_offsets(kafka.bootstrap_servers, topic)[1] - 1)
+    dead_letters = topic + ".dlq"
+    env = env_for(migrated_database, kafka, topic, group, BROKER__DEAD_LETTER_TOPIC=dead_letters,
+                  PROCESSING__MAX_RESTARTS="0")
+    service = Service(env, workdir=tmp_path)
+    try:
+        service.wait_committed(120)  # an assertion error at once if the service stopped
+        metrics = service.metrics()
+        assert service.stop() == 0
+    finally:
+        service.close()
+    assert not service.logged("died with status")
+    assert metrics['ccx_notification_writer_messages_rejected_total{reason="invalid_json"}'] == 1
+    assert metrics["ccx_notification_writer_dead_letters_total"] == 1
+    assert compare(expected, stored_keys(migrated_database)) == {"lost": 0, "duplicated": 0, "unexpected": 0}
+    letters = read_topic(kafka.bootstrap_servers, dead_letters)
+    assert len(letters) == 1
+    letter = letters[0]
+    assert (letter.value(), letter.key()) == (b"not json", b"bad")
+    assert (int(header(letter, "ccx-source-partition")), int(header(letter, "ccx-source-offset"))) == source
+    assert header(letter, REASON) == b"invalid_json"
+    assert [name for name, _ in letter.headers()] == [
+        "ccx-rejection-reason", "ccx-rejection-detail", "ccx-source-topic", "ccx-source-partition",
+        "ccx-source-offset", "ccx-dead-letter-headers-dropped"]
+    assert b"not valid UTF-8" in header(letter, "ccx-dead-letter-headers-dropped")
 
 
 # ---- offset commits -------------------------------------------------------------------------------------------

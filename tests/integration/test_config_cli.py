@@ -70,6 +70,16 @@ def test_show_configuration_prints_what_load_gives_without_the_secrets(cli, tmp_
         assert text not in result.stdout
 
 
+def test_show_configuration_hides_pg_params_written_as_a_uri_and_names_the_refusal(cli):
+    env = {PREFIX + "STORAGE__PG_PARAMS": "postgresql://writer:uriPW4417@db.example/notification",
+           PREFIX + "BROKER__ENABLED": "f"}
+    result = cli("--show-configuration", env=env)
+    assert result.returncode == exit_codes.OK, result.stderr
+    assert parse_shown(result.stdout)[1]["storage"]["pg_params"] == config_module.HIDDEN
+    assert config_module.PG_PARAMS_URI in result.stderr
+    assert "uriPW4417" not in result.stdout + result.stderr
+
+
 def test_a_wrong_typed_value_is_status_1_and_one_line(cli, tmp_path):
     env = {PREFIX + "STORAGE__PG_PORT": "abc", PREFIX + "STORAGE__PG_PASSWORD": "pg-pw-Zq81secret"}
     result = cli("--show-configuration", env=env)

@@ -215,6 +215,10 @@ def test_service_liveness_and_readiness(postgres_server, migrated_database, role
             wait_until(lambda: status("/ready") == 503, 30, message="/ready 503 with credentials rejected")
             assert status("/health") == 200
             assert parse_ready(service)["database"]["state"] == CREDENTIALS_REJECTED
+            # Served without authentication: the server's answer (naming host, port, database, role) is logged only.
+            body = service.request("/ready")[1].decode()
+            for part in (postgres_server.host, f"port {postgres_server.port}", migrated_database.name, role):
+                assert part not in body, body
             wait_until(lambda: service.metrics().get(
                 "ccx_notification_writer_database_credentials_rejected_total", 0) >= 1, 30,
                 message="rejections counted")

@@ -174,6 +174,52 @@ def test_a_revocation_inside_consume_drops_the_messages_gathered_before_it():
     assert [(m.partition(), m.offset()) for m in messages] == [(0, 4), (0, 5)]
 
 
+def sized(partition: int, offset: int, size: int) -> FakeMessage:
+    return FakeMessage(partition, offset, b"x" * size)
+
+
+def test_a_batch_closes_at_its_byte_bound_and_the_rest_waits_for_the_next_one():
+    consumer = BatchConsumer([[sized(0, 1, 100), sized(1, 1, 100), sized(0, 2, 100), sized(0, 3, 100)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=250)
+    assert [(m.partition(), m.offset()) for m in poller.gather(10, 0.1)] == [(0, 1), (1, 1)]
+    assert [(m.partition(), m.offset()) for m in poller.gather(10, 0.1)] == [(0, 2), (0, 3)]  # no consume left
+
+
+def test_a_batch_closes_at_whichever_bound_comes_first():
+    consumer = BatchConsumer([[sized(0, n, 10) for n in range(3)], [sized(0, 3, 10), sized(0, 4, 10)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=1000)
+    assert [m.offset() for m in poller.gather(3, 0.1)] == [0, 1, 2]  # the count, far below the bytes
+    assert [m.offset() for m in poller.gather(3, 0.1)] == [3, 4]
+
+
+def test_carried_messages_count_towards_the_byte_bound():
+    consumer = BatchConsumer([[sized(0, 9, 10)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=250)
+    poller.carry_over = [sized(0, 1, 100), sized(0, 2, 100), sized(0, 3, 100)]
+    assert [m.offset() for m in poller.gather(10, 0.1)] == [1, 2]
+    assert consumer.batches  # full from what was carried: nothing consumed
+    assert [m.offset() for m in poller.gather(10, 0.1)] == [3, 9]
+
+
+def test_a_message_larger_than_the_byte_bound_is_a_batch_of_its_own():
+    consumer = BatchConsumer([[sized(0, 1, 10), sized(0, 2, 500), sized(0, 3, 10)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=100)
+    assert [[m.offset() for m in poller.gather(10, 0.1)] for _ in range(3)] == [[1], [2], [3]]
+
+
+def test_a_revocation_while_a_batch_is_gathered_frees_its_bytes():
+    consumer = BatchConsumer([[sized(1, 1, 100)], [sized(0, 1, 100), sized(0, 2, 100)]])
+    poller = Poller(consumer, polled=lambda: None, max_batch_bytes=250)
+    turns: list[int] = []
+
+    def between():
+        turns.append(1)
+        if len(turns) == 2:
+            poller.drop({T1})  # the message of t[1] gathered before is dropped: its bytes no longer count
+
+    assert [(m.partition(), m.offset()) for m in poller.gather(10, 0.5, between)] == [(0, 1), (0, 2)]
+
+
 def test_partitions_stay_paused_while_any_reason_holds():
     consumer = BatchConsumer([])
     poller = Poller(consumer, polled=lambda: None, resumable=lambda partitions: partitions[:1])
@@ -422,6 +468,46 @@ def test_a_partition_revoked_while_the_answer_is_waited_for_is_not_retried():
     consumer.on_poll = lambda: book.revoke([T1])
     stage.commit({T0: 5, T1: 6})
     assert book.uncommitted == {T0: 5}
+
+
+class LateAnswerConsumer(CommitConsumer):
+    """Answers a commit only after ``answer_after`` seconds; meanwhile each poll returns a message of ``size`` bytes
+    (prefetched before the answer). Pauses are recorded."""
+
+    def __init__(self, answers: CommitAnswers, clock: FakeClock, answer_after: float, size: int) -> None:
+        super().__init__(answers, (), clock)
+        self.answer_at = clock.now + answer_after
+        self.size = size
+        self.offset = 0
+        self.paused = 0
+
+    def poll(self, timeout):
+        assert self.clock is not None
+        if self.clock.now < self.answer_at:
+            self.clock.now += timeout
+            self.offset += 1
+            return None if self.paused else sized(0, self.offset, self.size)
+        return super().poll(timeout)
+
+    def pause(self, partitions):
+        self.paused += 1
+
+
+def test_a_late_commit_answer_pauses_fetching_once_the_carried_messages_fill_a_batch_by_bytes():
+    # Far fewer messages than a batch, but more bytes: held while the answer is late, they are what the byte bound
+    # keeps out of memory.
+    clock = FakeClock()
+    answers = CommitAnswers()
+    consumer = LateAnswerConsumer(answers, clock, answer_after=5.0, size=100)
+    book = PartitionBook()
+    book.assign([T0])
+    poller = Poller(consumer, polled=lambda: None, clock=clock, max_batch_bytes=1000)
+    stage = OffsetCommitter(consumer, answers, book, poller, StopRequest(20, clock), metrics(), 1000,
+                            contextlib.nullcontext, clock)
+    stage.commit({T0: 5})
+    assert book.uncommitted == {}
+    assert consumer.paused >= 1
+    assert sum(len(m.value()) for m in poller.carry_over) <= 2 * 1000  # not all 5 s of polls: 100 messages
 
 
 def test_a_fatal_commit_answer_is_raised():

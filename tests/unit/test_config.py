@@ -112,6 +112,7 @@ def test_every_key_can_be_set_from_the_environment(tmp_path):
         ("STORAGE__PG_PORT", "6543", "storage", "pg_port", 6543),
         ("STORAGE__PG_PORT", " 15432 ", "storage", "pg_port", 15432),
         ("PROCESSING__BATCH_SIZE", "25", "processing", "batch_size", 25),
+        ("PROCESSING__MAX_BATCH_BYTES", "1048576", "processing", "max_batch_bytes", 1048576),
         ("STORAGE__LOG_SQL_QUERIES", "true", "storage", "log_sql_queries", True),
         ("STORAGE__LOG_SQL_QUERIES", "1", "storage", "log_sql_queries", True),
         ("STORAGE__LOG_SQL_QUERIES", "TRUE", "storage", "log_sql_queries", True),

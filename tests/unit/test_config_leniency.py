@@ -60,6 +60,7 @@ VALUE_USED_BY = [
     ("STORAGE__DB_DRIVER", "mysql", [None], ["check-kafka"]),  # the service needs a database too
     ("BROKER__SECURITY_PROTOCOL", "TLS", [None, "check-kafka"], ["db-init", "db-cleanup"]),
     ("PROCESSING__BATCH_SIZE", "0", [None], ["db-init", "check-kafka"]),
+    ("PROCESSING__MAX_BATCH_BYTES", "0", [None], ["db-init", "check-kafka"]),
     ("METRICS__ADDRESS", "no-port-here", [None], ["db-init"]),
     ("METRICS__NAMESPACE", "notification-writer", [None], ["db-init"]),
     ("BROKER__PARTITION_ASSIGNMENT_STRATEGY", "sticky-ish", [None], ["db-init"]),

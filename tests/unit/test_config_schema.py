@@ -29,8 +29,8 @@ DOCUMENTED_DEFAULTS = {
                    "log_group": "", "stream_name": "", "debug": False},
     "metrics": {"namespace": "ccx_notification_writer", "address": ":8080"},
     "tracker": {"topic": "", "service_name": "ccx-notification-writer", "auto_create_topic": True},
-    "processing": {"workers": 0, "batch_size": 1000, "batch_timeout_ms": 50, "max_restarts": 5,
-                   "restart_window_s": 60, "shutdown_timeout_s": 20},
+    "processing": {"workers": 0, "batch_size": 1000, "max_batch_bytes": 16777216, "batch_timeout_ms": 50,
+                   "max_restarts": 5, "restart_window_s": 60, "shutdown_timeout_s": 20},
 }
 
 

@@ -10,11 +10,12 @@ credentials rejected.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from writer import config as config_module
-from writer.database_probe import CREDENTIALS_REJECTED, NOT_WRITABLE, UNREACHABLE
+from writer.database_probe import CREDENTIALS_REJECTED, DATABASE_MISSING, NOT_WRITABLE, UNKNOWN, UNREACHABLE
 from writer.health import DatabaseView, Limits, WorkerView, limits, liveness, readiness
 
 NOW = 1_000_000.0
@@ -128,7 +129,19 @@ def test_database_retrying_is_live_but_not_ready():
     assert decide([worker(0, database_ok=False)]) == (True, False, ["worker 0: database writes failing, retrying"])
 
 
-@pytest.mark.parametrize("state", [UNREACHABLE, CREDENTIALS_REJECTED, NOT_WRITABLE, "not checked yet"])
+@pytest.mark.parametrize("state", [UNREACHABLE, CREDENTIALS_REJECTED, NOT_WRITABLE, UNKNOWN])
 def test_database_probe_failing_is_live_but_not_ready(state):
-    assert decide([worker(0)], database=DatabaseView(state, "why", NOW - 2)) == (
-        True, False, [f"database: {state} (why)"])
+    assert decide([worker(0)], database=DatabaseView(state, "why", NOW - 2)) == (True, False, [f"database: {state}"])
+
+
+def test_readys_body_gives_the_databases_reason_code_and_never_its_address():
+    # /ready is served without authentication: where the database is and what it answered stay in the log.
+    detail = 'connection to server at "10.1.2.3", port 6543 failed: FATAL:  database "notification_x" does not exist'
+    ready, body = readiness([worker(0)], DatabaseView(DATABASE_MISSING, detail, NOW - 2), NOW - 0.2, False, NOW,
+                            BOUNDS)
+    assert not ready
+    assert body["database"] == {"state": "database_missing", "seconds_since_check": 2.0}
+    assert body["problems"] == ["database: database_missing"]
+    text = json.dumps(body)
+    for part in ("10.1.2.3", "6543", "notification_x"):
+        assert part not in text

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from tests.unit.test_batch_stages import FakeMessage, valid
 from writer import exit_codes
-from writer.dead_letters import DeadLetterError
+from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.message import REFUSED_BY_DATABASE
 from writer.metrics import Metrics
 from writer.partitions import Partition, PartitionBook
@@ -474,26 +474,38 @@ def test_a_replays_progress_is_published_only_once_its_offsets_are_committed():
     assert consumer.commits == [{0: 2}] * 3
 
 
-class DeadLettersRefusingTheSend:
-    """The producer refuses every dead letter at once (e.g. the dead-letter topic is unknown)."""
+class ProducerRefusingAtOnce:
+    """A producer whose produce() raises, as librdkafka's does at once for a topic it knows does not exist."""
 
-    def send(self, message, rejection) -> None:
+    def produce(self, topic, **message) -> None:
         raise KafkaException(KafkaError(KafkaError._UNKNOWN_TOPIC))
 
-    def flush(self, timeout, *args) -> int:
+    def flush(self, timeout) -> int:
         return 0
+
+
+def test_a_dead_letter_refused_at_once_stops_the_worker_with_3_and_commits_nothing(caplog):
+    batches = [[valid(0, 0), FakeMessage(0, 1, b"not json")], [valid(0, 2), valid(0, 3)]]
+    worker, consumer, _ = build(batches, GatedWriter(), DeadLetters(ProducerRefusingAtOnce(), "t.dlq"))
+    running = Running(worker)
+    running.thread.join(WAIT_S)
+    assert not running.thread.is_alive(), "the worker ran on after its dead letter was refused"
+    assert running.exit_code == exit_codes.PRODUCER_ERROR
+    assert consumer.commits == []
+    assert any(r.getMessage().startswith("dead letters not delivered, offsets not committed: dead-letter topic t.dlq")
+               for r in caplog.records)
 
 
 def test_an_error_of_a_revocations_batch_inside_the_commit_wait_stops_the_worker_not_read_as_a_failed_commit():
     # Batch 1 is committed while batch 2 is gathered; a revocation during that commit's wait finishes batch 2,
-    # whose dead letter is refused. That error must stop the worker (consumer error, exit 2), not pass as a failed
+    # whose dead letter is refused. That error must stop the worker (producer error, exit 3), not pass as a failed
     # commit of batch 1 and leave the worker running with every later batch unfinished.
     release = threading.Event()
     writer = GatedWriter(script={3: FatalDatabaseError("refused")})
     writer.gates = {0: release}
     batches = [[valid(0, 0), valid(1, 0)], [valid(0, 1), FakeMessage(1, 1, b"not json")],
                [valid(0, 2), valid(0, 3)], [valid(0, 4), valid(0, 5)], [valid(0, 6), valid(0, 7)]]
-    worker, consumer, _ = build(batches, writer, DeadLettersRefusingTheSend())
+    worker, consumer, _ = build(batches, writer, DeadLetters(ProducerRefusingAtOnce(), "t.dlq"))
     real_consume = consumer.consume
 
     def consume(num_messages, timeout):
@@ -507,5 +519,5 @@ def test_an_error_of_a_revocations_batch_inside_the_commit_wait_stops_the_worker
     running = Running(worker)
     running.thread.join(WAIT_S)
     assert not running.thread.is_alive(), "the worker ran on after its batch failed"
-    assert running.exit_code == exit_codes.CONSUMER_ERROR
+    assert running.exit_code == exit_codes.PRODUCER_ERROR
     assert all(commit.get(1, 0) <= 1 for commit in consumer.commits)  # t[1]'s rejected message never committed

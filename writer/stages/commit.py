@@ -175,7 +175,8 @@ class OffsetCommitter:
         """Commit ``offsets`` and poll until the answer or ``deadline``; returns why it failed, None if not.
 
         Messages polled meanwhile are handled in the next batches (carried over); fetching pauses until the
-        answer once it is late with a batch carried, or ``CARRY_OVER_LIMIT`` messages are carried."""
+        answer once it is late with a batch carried (by count or bytes), or ``CARRY_OVER_LIMIT`` messages are
+        carried."""
         partitions = [TopicPartition(p.topic, p.number, o) for p, o in offsets.items()]
         # Only the commit call's own refusal is a failed commit. What the polls below raise comes from callbacks
         # (a revocation finishing a batch whose dead letters fail, say) and must reach the main loop as it is:
@@ -198,8 +199,9 @@ class OffsetCommitter:
                     return f"no answer within {COMMIT_WAIT_S:g} s" if not self._stop.requested \
                         else "no answer before stopping"
                 self._poller.poll(min(remaining, _WAIT_STEP_S))
-                carried = len(self._poller.carry_over)
-                if carried >= carry_limit or (carried >= self._batch_size and self._clock() >= late):
+                # Late, a batch by bytes counts too: a few large reports would otherwise pile up to the count.
+                if len(self._poller.carry_over) >= carry_limit or (
+                        self._clock() >= late and self._poller.carries_a_batch(self._batch_size)):
                     self._poller.pause(_PAUSE_REASON)
         finally:
             self._poller.resume(_PAUSE_REASON)
