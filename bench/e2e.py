@@ -17,11 +17,6 @@ Side by side, in one run (see bench/README.md for what each figure means):
 - --latency: produce -> committed row, p50/p99, at a quarter of the measured 2-worker rate;
 - --scaling: 2 workers on backlogs of 20k/100k/300k messages, and on a table pre-filled with 1M rows.
 
-``--decoder candidate`` runs every writer process with the candidate message decode
-(bench/candidate_decode.py, through bench/candidate_writer.py) instead of the service's: run it and a
-plain run one after the other to compare the workers' CPU per message (README, "Why the message decode
-stays orjson").
-
 Without --bootstrap-servers it starts librdkafka's mock cluster; without --postgres it uses the
 local PostgreSQL (or an embedded one). It never writes to the service's topics or tables.
 Every run is verified (row count = valid messages, nothing stored twice, the stored
@@ -44,8 +39,6 @@ from confluent_kafka import KafkaException
 
 from bench import kafka
 from bench.common import (
-    CANDIDATE_WRITER_COMMAND,
-    CANDIDATE_WRITER_ENV,
     CLI,
     Backlog,
     BenchFailure,
@@ -245,9 +238,6 @@ def parse_args(argv):
     parser.add_argument("--repeat", type=int, default=1,
                         help="run ceiling, writer and baseline N times, interleaved, and keep each one's best "
                              "(default 1)")
-    parser.add_argument("--decoder", choices=("service", "candidate"), default="service",
-                        help="the writer's message decode: the service's (writer.message), or the measured candidate "
-                             "(bench/candidate_decode.py)")
     parser.add_argument("--keep-databases", action="store_true", help="keep the databases (schemas) after the runs")
     args = parser.parse_args(argv)
     if args.schema_only and not args.postgres:
@@ -297,12 +287,6 @@ def run(args) -> int:
     # session a Kafka broker accepts by default (group.min.session.timeout.ms), so it suits any broker.
     extra_env["CCX_NOTIFICATION_WRITER__BROKER__SESSION_TIMEOUT_MS"] = "6000"
     writer_command = (CLI,)
-    candidate = None  # the pipeline ceiling decodes as the writer under test does
-    if args.decoder == "candidate":
-        from bench.candidate_decode import parse_message as candidate
-
-        extra_env |= CANDIDATE_WRITER_ENV
-        writer_command = CANDIDATE_WRITER_COMMAND
     batch_timeout = args.batch_timeout_ms or SCHEMA["processing"]["batch_timeout_ms"]
     if args.report_compression:
         from bench import common
@@ -362,8 +346,6 @@ def run(args) -> int:
             + f"; batch_size {batch_size}, batch_timeout_ms {batch_timeout}"
             + (f", report compression {args.report_compression} (benchmark ALTER)" if args.report_compression else "")
             + (f"; consumer options {dict(args.consumer_option)}" if args.consumer_option else "")
-            + (", the writer with the candidate message decode (--decoder candidate)" if args.decoder == "candidate"
-               else "")
         )
         log(header)
         output += [header, ""]
@@ -389,7 +371,7 @@ def run(args) -> int:
                     log(f"  {result.rate:,.0f} rows/s")
                 if "pipeline" not in skip:
                     log(f"pipeline ceiling, {workers} process(es)")
-                    result = measure_pipeline(setup, backlog, workers, prepared.messages, batch_size, candidate)
+                    result = measure_pipeline(setup, backlog, workers, prepared.messages, batch_size)
                     runs.setdefault(f"pipeline{workers}", []).append(result)
                     log(f"  {result.rate:,.0f} messages/s")
                 if f"writer{workers}" not in skip and "writer" not in skip:

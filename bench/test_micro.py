@@ -14,7 +14,6 @@ import json
 import orjson
 import pytest
 
-from bench import candidate_decode
 from writer.copy_rows import encode_rows, unique_by_key
 from writer.message import STRIPPED_REPORT_KEYS, Row, parse_message
 from writer.sample_messages import SIZES, encoded, full_report
@@ -35,22 +34,15 @@ def test_parse_message(benchmark, size):
     benchmark.extra_info["report_bytes"] = len(row.report)
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_parse_message_candidate(benchmark, size):
-    """The candidate decode (bench/candidate_decode.py, msgspec), for the side-by-side figures; same rows."""
-    value = encoded(7, size)
-    row = benchmark(candidate_decode.parse_message, value, 7, NOW)
-    assert row == parse_message(value, 7, NOW)
-
-
-def test_parse_message_exact_integer_path(benchmark):
-    """The rarer path: a run of 20 digits sends the message through the standard library parser."""
-    body = orjson.loads(encoded(7, "middle_size"))
-    body["Report"]["reports"].append({"counter": 2**70})
-    value = json.dumps(body).encode()
+def test_parse_message_production_format(benchmark):
+    """As the pipeline writes a message (json.dumps: spaces after separators, ASCII escapes, Metadata, a newline):
+    every kept value is compacted; a key beside the seven fields and Metadata takes the second decode."""
+    body = orjson.loads(encoded(7, "middle_size")) | {"Metadata": {"gathering_time": "2026-01-01T10:00:00Z"}}
+    body["Report"]["reports"].append({"counter": 2**70, "text": "a <b> & é"})
+    value = (json.dumps(body) + "\n").encode()
     row = benchmark(parse_message, value, 7, NOW)
     assert isinstance(row, Row), row
-    assert b"1180591620717411303424" in row.report
+    assert b'{"counter":1180591620717411303424,"text":"a \\u003cb\\u003e \\u0026 \\u00e9"}' in row.report
 
 
 def test_parse_message_rejection(benchmark):
