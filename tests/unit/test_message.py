@@ -8,6 +8,8 @@ import json
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.harness.messages import CLUSTER, NOW, STRIPPED, accepted, parse, rejected, valid
 from writer import message as m
@@ -407,3 +409,19 @@ def test_report_named_twice_is_merged_as_go_decodes_into_one_map():
 def test_a_folded_field_is_checked_like_the_exact_one(value, reason):
     body = orjson.dumps(valid()).replace(b'"OrgID":1000', b'"orgid":' + value)
     rejected(body, reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime.datetime(1, 1, 1), max_value=datetime.datetime(9999, 12, 31)),
+       st.booleans())
+def test_the_usual_timestamp_form_reads_as_the_general_one(moment, fraction):
+    # "...SS.ffffffZ" and "...SSZ" take a shorter path; "+00:00" the general one, which must agree.
+    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S") + (f".{moment.microsecond:06d}" if fraction else "")
+    expected = moment if fraction else moment.replace(microsecond=0)
+    assert parse_timestamp(text + "Z") == parse_timestamp(text + "+00:00") == expected
+
+
+@pytest.mark.parametrize("text", ["2020-02-30T00:00:00Z", "0000-01-01T00:00:00Z", "2020-01-01T24:00:00.000000Z",
+                                  "2020-01-01T00:00:60Z", "2020-01-01t00:00:00Z", "2020-13-01T00:00:00Z"])
+def test_an_impossible_timestamp_of_the_usual_form_is_rejected(text):
+    rejected(valid(LastChecked=text), m.INVALID_TIMESTAMP)
