@@ -9,6 +9,7 @@ import time
 import uuid
 from types import SimpleNamespace
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from tests.unit.test_batch_stages import FakeMessage, valid
@@ -509,3 +510,19 @@ def test_an_error_of_a_revocations_batch_inside_the_commit_wait_stops_the_worker
     assert not running.thread.is_alive(), "the worker ran on after its batch failed"
     assert running.exit_code == exit_codes.CONSUMER_ERROR
     assert all(commit.get(1, 0) <= 1 for commit in consumer.commits)  # t[1]'s rejected message never committed
+
+
+def test_a_version_other_than_2_is_stored_and_counted_with_a_warning(caplog):
+    # SPEC section 3, step 2: a warning, not a rejection; our unexpected_schema_version counter counts it.
+    other = FakeMessage(0, 1, orjson.dumps(orjson.loads(valid(0, 1).value()) | {"Version": 3}))
+    writer = GatedWriter()
+    worker, consumer, _ = build([[valid(0, 0), other]], writer)
+    with caplog.at_level("WARNING", logger="writer.worker"):
+        running = Running(worker)
+        wait_until(lambda: consumer.commits == [{0: 2}], "the batch's commit")
+        assert running.stop() == exit_codes.OK
+    assert [(row.kafka_offset, row.version) for row in writer.calls[0]] == [(0, 2), (1, 3)]  # both stored
+    assert worker.metrics.unexpected_version._value.get() == 1
+    assert worker.metrics.original["stored_messages"]._value.get() == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "Version" in r.getMessage()]
+    assert warnings == ["1 messages with Version other than 2 (stored anyway); first: offset 1, Version 3"]
