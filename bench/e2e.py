@@ -414,10 +414,12 @@ def run(args) -> int:
             log(f"profiling 2 workers with py-spy into {raw}")
             spy = os.path.join(os.path.dirname(CLI), "py-spy")
             measure_writer(setup, backlog, 2,
-                           wrap=[spy, "record", "--subprocesses", "--format", "raw", "--rate", "200", "-o", raw, "--"])
+                           wrap=[spy, "record", "--subprocesses", "--idle", "--threads", "--format", "raw", "--rate",
+                                 "200", "-o", raw, "--"])
             from bench.profile_summary import summarize
 
-            output += ["", f"py-spy profile (collapsed stacks) of a 2-worker replay (not timed): {raw}", "", "```",
+            output += ["", f"py-spy profile (collapsed stacks, idle samples included: wall time, per thread) of a "
+                       f"2-worker replay (not timed): {raw}", "", "```",
                        summarize(raw, 16), "```"]
 
         latency_p99 = None

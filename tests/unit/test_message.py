@@ -416,7 +416,8 @@ def test_a_folded_field_is_checked_like_the_exact_one(value, reason):
        st.booleans())
 def test_the_usual_timestamp_form_reads_as_the_general_one(moment, fraction):
     # "...SS.ffffffZ" and "...SSZ" take a shorter path; "+00:00" the general one, which must agree.
-    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S") + (f".{moment.microsecond:06d}" if fraction else "")
+    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")
+    text += f".{moment.microsecond:06d}" if fraction else ""
     expected = moment if fraction else moment.replace(microsecond=0)
     assert parse_timestamp(text + "Z") == parse_timestamp(text + "+00:00") == expected
 
