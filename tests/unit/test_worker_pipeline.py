@@ -4,6 +4,8 @@ what is not written yet, refused rows are dead-lettered with their own message, 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -526,3 +528,11 @@ def test_a_version_other_than_2_is_stored_and_counted_with_a_warning(caplog):
     assert worker.metrics.original["stored_messages"]._value.get() == 2
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "Version" in r.getMessage()]
     assert warnings == ["1 messages with Version other than 2 (stored anyway); first: offset 1, Version 3"]
+
+
+def test_a_worker_process_collects_garbage_rarely_and_never_traverses_what_it_loaded():
+    # In a process of its own: the threshold and the frozen objects are the whole interpreter's.
+    code = ("import gc; from writer.worker import quiet_garbage_collector; quiet_garbage_collector(); "
+            "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.split() == ["20000", "True"]
