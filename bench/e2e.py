@@ -469,7 +469,7 @@ def run(args) -> int:
 
         verdicts = evaluate(results, latency_p99, rss_runs)
         report["targets"] = [dataclasses.asdict(v) for v in verdicts]
-        output += ["", "Targets (issue 10), each computed from this run; 'not measured' where the run lacked the "
+        output += ["", "Targets, each computed from this run; 'not measured' where the run lacked the "
                    "figure (--latency, --scaling or --rss-backlogs, or a window under 2 s):", ""]
         output += targets_table(verdicts)
     finally:
