@@ -21,8 +21,9 @@ deletes the stripped keys and ``json.Marshal``s the rest. So here:
 
 Envelope field names match as in Go: exactly, else case-insensitively
 (``orgid`` fills ``OrgID``). A message whose top level holds any key besides
-the seven fields and the pipeline's ``Metadata`` takes a second decode of its
-``Report`` (``_decode_any_keys``); the usual message is decoded once.
+the seven fields and the pipeline's ``Metadata`` is decoded again, with its
+``Report`` (``_decode_any_keys``: 30-40 µs instead of 19); the usual message
+is decoded once.
 
 Limits, each for a reason:
 
