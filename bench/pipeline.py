@@ -22,6 +22,7 @@ from writer.config import SCHEMA
 from writer.stages.parse import parse_batch
 from writer.stages.write import RetryingWrite
 from writer.storage import BatchWriter
+from writer.worker import quiet_garbage_collector
 
 _MESSAGES: list[tuple[bytes, int]] = []  # (value, kafka offset): set before forking, inherited
 _TOPIC = "ccxw-bench.pipeline"
@@ -62,6 +63,7 @@ def _process(conninfo: str, index: int, processes: int, batch_size: int, ready, 
         writer._connect()
         mine = [InMemoryMessage(value, offset, index) for value, offset in _MESSAGES[index::processes]]
         batches = [mine[first:first + batch_size] for first in range(0, len(mine), batch_size)]
+        quiet_garbage_collector()  # as a worker process sets itself up
         ready.wait()
         go.wait()
         stored = 0
