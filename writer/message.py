@@ -136,7 +136,7 @@ _ATTRIBUTE_BY_FOLDED_NAME = {fold_name(name): attribute for name, attribute in _
 # values cannot form reference cycles.
 class _Envelope(msgspec.Struct, rename=_FIELD_NAMES | {"metadata": "Metadata"}, forbid_unknown_fields=True,
                 gc=False):
-    """The usual message: the seven fields spelled exactly, Report an object, and the pipeline's Metadata."""
+    """The seven fields as _parse reads them (and the pipeline's Metadata, never read)."""
 
     org_id: Any = msgspec.UNSET
     account_number: Any = msgspec.UNSET
@@ -150,6 +150,8 @@ class _Envelope(msgspec.Struct, rename=_FIELD_NAMES | {"metadata": "Metadata"}, 
 
 class _UsualMessage(_Envelope, rename=_FIELD_NAMES | {"metadata": "Metadata"}, forbid_unknown_fields=True,
                     gc=False):
+    """The usual message, in one pass: names spelled exactly, Report an object; anything else fails validation."""
+
     report: dict[str, msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -188,9 +190,7 @@ def _decode_any_keys(value: bytes) -> _Envelope:
     except msgspec.ValidationError:  # the top level is not an object
         try:
             document = _VALUE_DECODER.decode(value)
-        except msgspec.DecodeError as error:
-            raise _invalid_json(error) from None
-        except msgspec.ValidationError as error:  # e.g. a number no Python float holds (1e400)
+        except msgspec.DecodeError as error:  # ValidationError too: a number no Python float holds (1e400)
             raise _invalid_json(error) from None
         raise _Reject(NOT_AN_OBJECT, f"message is a JSON {type(document).__name__}, not an object") from None
     except msgspec.DecodeError as error:
