@@ -14,9 +14,9 @@ import time
 
 import psycopg
 
-from writer.copy_rows import COLUMNS
+from writer.copy_rows import COLUMNS, COPY_OPTIONS
 
-_COPY = "COPY new_reports ({}) FROM STDIN".format(", ".join(COLUMNS))
+_COPY = "COPY new_reports ({}) FROM STDIN {}".format(", ".join(COLUMNS), COPY_OPTIONS)
 _BATCHES: list[bytes] = []  # set before forking, inherited by the streams
 
 

@@ -36,10 +36,6 @@ from writer.testing.environment import without_writer_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "ccx-notification-writer")
-# The same service with the candidate message decode in every process (bench/candidate_writer.py; bench/ must be
-# importable, hence the PYTHONPATH): ``bench.e2e --decoder candidate``. Measurement only.
-CANDIDATE_WRITER_COMMAND = (sys.executable, "-m", "bench.candidate_writer")
-CANDIDATE_WRITER_ENV = {"PYTHONPATH": str(ROOT)}
 LATEST_SCHEMA_VERSION = 8
 
 

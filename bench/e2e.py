@@ -17,11 +17,6 @@ Side by side, in one run (see bench/README.md for what each figure means):
 - --latency: produce -> committed row, p50/p99, at a quarter of the measured 2-worker rate;
 - --scaling: 2 workers on backlogs of 20k/100k/300k messages, and on a table pre-filled with 1M rows.
 
-``--decoder candidate`` runs every writer process with the candidate message decode
-(bench/candidate_decode.py, through bench/candidate_writer.py) instead of the service's: run it and a
-plain run one after the other to compare the workers' CPU per message (README, "Why the message decode
-stays orjson").
-
 Without --bootstrap-servers it starts librdkafka's mock cluster; without --postgres it uses the
 local PostgreSQL (or an embedded one). It never writes to the service's topics or tables.
 Every run is verified (row count = valid messages, nothing stored twice, the stored
@@ -44,8 +39,6 @@ from confluent_kafka import KafkaException
 
 from bench import kafka
 from bench.common import (
-    CANDIDATE_WRITER_COMMAND,
-    CANDIDATE_WRITER_ENV,
     CLI,
     Backlog,
     BenchFailure,
@@ -119,9 +112,10 @@ TABLE_NOTES = (
     "first partition assignment (log line 'partitions assigned') to the supervisor seeing every committed offset at "
     "the end offsets ('replay: caught up', polled every 0.2 s); the next column from the process start, so startup "
     "and the consumer-group join are included. COPY ceiling: rows/s of the writer's COPY data, built beforehand, "
-    "from all streams connected to the last commit. Pipeline ceiling: messages/s through the worker's own parse + "
-    "COPY code (parse_message, unique_by_key, BatchWriter.write) from message bytes in memory, no Kafka, from all "
-    "processes connected to the last commit. Baseline: from its first message, on the first {baseline:,} messages. "
+    "from all streams connected to the last commit. Pipeline ceiling: messages/s through the worker's own parse "
+    "and write stages (stages.parse.parse_batch, stages.write.RetryingWrite over BatchWriter) from message bytes "
+    "in memory, no Kafka, from all processes connected to the last commit. Baseline: from its first message, on "
+    "the first {baseline:,} messages. "
     "% of ceilings and x baseline use the first messages/s column. CPU µs/msg: user + system CPU time of each class "
     "of processes (all their threads, librdkafka's included) over the same window as messages/s, divided by the "
     "messages (COPY ceiling: rows), from /proc (writer: sampled every 0.1 s, interpolated, '-' for a window under "
@@ -246,9 +240,6 @@ def parse_args(argv):
     parser.add_argument("--repeat", type=int, default=1,
                         help="run ceiling, writer and baseline N times, interleaved, and keep each one's best "
                              "(default 1)")
-    parser.add_argument("--decoder", choices=("service", "candidate"), default="service",
-                        help="the writer's message decode: the service's (writer.message), or the measured candidate "
-                             "(bench/candidate_decode.py)")
     parser.add_argument("--keep-databases", action="store_true", help="keep the databases (schemas) after the runs")
     args = parser.parse_args(argv)
     if args.schema_only and not args.postgres:
@@ -298,12 +289,6 @@ def run(args) -> int:
     # (group.min.session.timeout.ms), so it suits any broker.
     extra_env["CCX_NOTIFICATION_WRITER__BROKER__SESSION_TIMEOUT_MS"] = "6000"
     writer_command = (CLI,)
-    candidate = None  # the pipeline ceiling decodes as the writer under test does
-    if args.decoder == "candidate":
-        from bench.candidate_decode import parse_message as candidate
-
-        extra_env |= CANDIDATE_WRITER_ENV
-        writer_command = CANDIDATE_WRITER_COMMAND
     batch_timeout = args.batch_timeout_ms or SCHEMA["processing"]["batch_timeout_ms"]
     if args.report_compression:
         from bench import common
@@ -363,8 +348,6 @@ def run(args) -> int:
             + f"; batch_size {batch_size}, batch_timeout_ms {batch_timeout}"
             + (f", report compression {args.report_compression} (benchmark ALTER)" if args.report_compression else "")
             + (f"; consumer options {dict(args.consumer_option)}" if args.consumer_option else "")
-            + (", the writer with the candidate message decode (--decoder candidate)" if args.decoder == "candidate"
-               else "")
         )
         log(header)
         output += [header, ""]
@@ -390,7 +373,7 @@ def run(args) -> int:
                     log(f"  {result.rate:,.0f} rows/s")
                 if "pipeline" not in skip:
                     log(f"pipeline ceiling, {workers} process(es)")
-                    result = measure_pipeline(setup, backlog, workers, prepared.messages, batch_size, candidate)
+                    result = measure_pipeline(setup, backlog, workers, prepared.messages, batch_size)
                     runs.setdefault(f"pipeline{workers}", []).append(result)
                     log(f"  {result.rate:,.0f} messages/s")
                 if f"writer{workers}" not in skip and "writer" not in skip:
@@ -433,10 +416,12 @@ def run(args) -> int:
             log(f"profiling 2 workers with py-spy into {raw}")
             spy = os.path.join(os.path.dirname(CLI), "py-spy")
             measure_writer(setup, backlog, 2,
-                           wrap=[spy, "record", "--subprocesses", "--format", "raw", "--rate", "200", "-o", raw, "--"])
+                           wrap=[spy, "record", "--subprocesses", "--idle", "--threads", "--format", "raw", "--rate",
+                                 "200", "-o", raw, "--"])
             from bench.profile_summary import summarize
 
-            output += ["", f"py-spy profile (collapsed stacks) of a 2-worker replay (not timed): {raw}", "", "```",
+            output += ["", f"py-spy profile (collapsed stacks, idle samples included: wall time, per thread) of a "
+                       f"2-worker replay (not timed): {raw}", "", "```",
                        summarize(raw, 16), "```"]
 
         latency_p99 = None
@@ -485,7 +470,7 @@ def run(args) -> int:
 
         verdicts = evaluate(results, latency_p99, rss_runs)
         report["targets"] = [dataclasses.asdict(v) for v in verdicts]
-        output += ["", "Targets (issue 10), each computed from this run; 'not measured' where the run lacked the "
+        output += ["", "Targets, each computed from this run; 'not measured' where the run lacked the "
                    "figure (--latency, --scaling or --rss-backlogs, or a window under 2 s):", ""]
         output += targets_table(verdicts)
     finally:

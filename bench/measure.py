@@ -30,7 +30,6 @@ from bench.common import (
 )
 from bench.pg import PgTarget
 from writer.kafka_options import CONSUMER_OPTIONS_VARIABLE
-from writer.message import parse_message
 
 ROLES = ("workers", "supervisor", "postgres", "broker")
 # Workers whose first partitions come further apart than this were held up by the group join (the mock
@@ -74,7 +73,7 @@ class Setup:
     keep: bool
     extra_env: dict[str, str]
     partitions: int
-    writer_command: tuple[str, ...] = (CLI,)  # or common.CANDIDATE_WRITER_COMMAND
+    writer_command: tuple[str, ...] = (CLI,)
 
     def watched(self, sessions: SessionSampler):
         """The extra processes a run samples: its PostgreSQL backends and the broker, where local."""
@@ -138,7 +137,7 @@ def measure_ceiling(setup: Setup, backlog: Backlog, streams: int, batches: list[
 
 
 def measure_pipeline(setup: Setup, backlog: Backlog, processes: int, messages: list[tuple[bytes, int]],
-                     batch_size: int, parse=None) -> Result:
+                     batch_size: int) -> Result:
     store = migrated_store(setup.target, f"pipeline{processes}")
     application = f"ccxw-bench-pipeline-{uuid.uuid4().hex[:8]}"
     readings = []
@@ -159,7 +158,7 @@ def measure_pipeline(setup: Setup, backlog: Backlog, processes: int, messages: l
                 readings.append(procfs.read_cpu(processes_and_others(pids)))
 
             started, finished, stored, _ = pipeline.run(store.conninfo(application), messages, processes, batch_size,
-                                                        connected, finished_writing, parse or parse_message)
+                                                        connected, finished_writing)
         rows = verify(store, backlog.expected)
     finally:
         if not setup.keep:

@@ -1,12 +1,14 @@
-"""The pipeline ceiling: the worker's own parse + encode + COPY code fed from message bytes in memory.
+"""The pipeline ceiling: the worker's own parse and write stages fed from message bytes in memory.
 
 No Kafka: each process takes its share of the backlog's message values (process k: messages k,
 k+processes, ...; the bytes were built before the processes forked), cuts it into batches of the
-writer's batch size and, per batch, does what the worker does with it: ``parse_message`` for every
-value, the first row of each primary key (``unique_by_key``), and ``BatchWriter.write`` (COPY and
-commit in one transaction, ``synchronous_commit`` as the server has it). The time runs from every
-process connected and ready to the last commit. What the writer achieves against this figure is
-what Kafka and the worker's own bookkeeping cost it.
+writer's batch size and, per batch, runs the worker's own stages on it: ``stages.parse.parse_batch``
+(``parse_message`` for every message, the offsets it completes) and ``stages.write.RetryingWrite``
+over ``storage.BatchWriter`` (first row of each key, binary COPY and commit in one transaction,
+``synchronous_commit`` as the server has it). The messages are small Python objects with the accessors
+of a confluent_kafka.Message, built before the clock starts. The time runs from every process connected
+and ready to the last commit. What the writer achieves against this figure is what Kafka and the
+worker's own bookkeeping cost it.
 """
 
 from __future__ import annotations
@@ -17,31 +19,57 @@ import queue
 import time
 
 from writer.config import SCHEMA
-from writer.copy_rows import unique_by_key
-from writer.message import Row, parse_message
+from writer.stages.parse import parse_batch
+from writer.stages.write import RetryingWrite
 from writer.storage import BatchWriter
+from writer.worker import quiet_garbage_collector
 
 _MESSAGES: list[tuple[bytes, int]] = []  # (value, kafka offset): set before forking, inherited
-_PARSE = parse_message  # the decode the writer under test uses (bench.e2e --decoder): set before forking
+_TOPIC = "ccxw-bench.pipeline"
+
+
+class InMemoryMessage:
+    """What the parse stage reads of a confluent_kafka.Message."""
+
+    __slots__ = ("_value", "_offset", "_partition")
+
+    def __init__(self, value: bytes, offset: int, partition: int) -> None:
+        self._value, self._offset, self._partition = value, offset, partition
+
+    def error(self) -> None:
+        return None
+
+    def topic(self) -> str:
+        return _TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
 
 
 def _process(conninfo: str, index: int, processes: int, batch_size: int, ready, go, release, results) -> None:
     # As the worker builds it: the default write timeout arms the same watchdog and statement_timeout.
     writer = BatchWriter(conninfo, False, SCHEMA["storage"]["write_timeout_s"])
+    writes = RetryingWrite(writer, SCHEMA["storage"]["retry_max_seconds"], is_stopping=lambda: False,
+                           sleep=time.sleep)
     try:
         # Connected before the clock starts (the CPU of its backend is read at the start), as a worker
         # is connected after its first batch.
         writer._connect()
-        mine = _MESSAGES[index::processes]
+        mine = [InMemoryMessage(value, offset, index) for value, offset in _MESSAGES[index::processes]]
+        batches = [mine[first:first + batch_size] for first in range(0, len(mine), batch_size)]
+        quiet_garbage_collector()  # as a worker process sets itself up
         ready.wait()
         go.wait()
         stored = 0
-        for first in range(0, len(mine), batch_size):
-            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-            parsed = (_PARSE(value, offset, now) for value, offset in mine[first:first + batch_size])
-            rows = [row for row in parsed if type(row) is Row]
-            unique, _ = unique_by_key(rows)
-            stored += writer.write(unique).stored
+        for messages in batches:
+            batch = parse_batch(messages, datetime.datetime.now(datetime.UTC).replace(tzinfo=None))
+            stored += writes.write(batch.rows).stored
         results.put((index, time.time(), stored))
         release.wait(60)  # the process and its backend stay until the parent has read their CPU time
     finally:
@@ -49,13 +77,13 @@ def _process(conninfo: str, index: int, processes: int, batch_size: int, ready, 
 
 
 def run(conninfo: str, messages: list[tuple[bytes, int]], processes: int, batch_size: int, on_ready=None,
-        on_finished=None, parse=parse_message) -> tuple[float, float, int, list[int]]:
+        on_finished=None) -> tuple[float, float, int, list[int]]:
     """Parse and write ``messages`` with ``processes`` processes; returns the wall-clock times of go and of
     the last commit, the rows stored, and the processes' pids. ``on_ready(pids)`` runs once every process
     is connected, before the clock starts; ``on_finished(pids)`` once every process has committed, before
-    they exit. ``parse``: the message decode (the service's, or a candidate's)."""
-    global _MESSAGES, _PARSE
-    _MESSAGES, _PARSE = messages, parse
+    they exit."""
+    global _MESSAGES
+    _MESSAGES = messages
     context = multiprocessing.get_context("fork")
     ready, go, release = context.Barrier(processes + 1), context.Event(), context.Event()
     results = context.Queue()
@@ -87,7 +115,7 @@ def run(conninfo: str, messages: list[tuple[bytes, int]], processes: int, batch_
             raise RuntimeError(f"a pipeline process failed: exit codes {[w.exitcode for w in workers]}")
     finally:
         release.set()
-        _MESSAGES, _PARSE = [], parse_message
+        _MESSAGES = []
         for worker in workers:
             if worker.is_alive():
                 worker.kill()

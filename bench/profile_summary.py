@@ -1,10 +1,10 @@
 """Summarize a py-spy raw (collapsed stacks) profile: where each process spends its samples.
 
-    .venv/bin/py-spy record --subprocesses --format raw -o prof.txt -- <command>
+    .venv/bin/py-spy record --subprocesses [--idle --threads] --format raw -o prof.txt -- <command>
     .venv/bin/python -m bench.profile_summary prof.txt [--top 25]
 
-Per process (the first frame of each stack): total samples, the functions with the most
-samples inclusive (a function counted once per stack) and the leaf functions (self time).
+Per process (the first frame of each stack), and per thread with ``--threads``: total samples, the functions
+with the most samples inclusive (a function counted once per stack) and the leaf functions (self time).
 """
 
 from __future__ import annotations
@@ -30,9 +30,13 @@ def summarize(path: str, top: int = 20) -> str:
         starts = [i for i, frame in enumerate(frames) if frame.startswith("process ")]
         first = starts[-1] if starts else 0
         rest = first + 1
-        while rest < len(frames) and not re.search(r"\(.*\)$", frames[rest]) and frames[first].count('"') % 2:
+        while (rest < len(frames) and not frames[rest].startswith("thread (")
+               and not re.search(r"\(.*\)$", frames[rest]) and frames[first].count('"') % 2):
             rest += 1
         process = re.sub(r"\s+", " ", frames[first])[:90]
+        if rest < len(frames) and frames[rest].startswith("thread ("):  # --threads: one summary per thread
+            process += " " + frames[rest]
+            rest += 1
         samples = int(count)
         totals[process] += samples
         names = [re.sub(r":\d+\)$", ")", f) for f in frames[rest:]]

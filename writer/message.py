@@ -6,39 +6,53 @@ a one-line detail. Whatever the bytes are, the caller gets one of the two;
 the only exception that escapes is MemoryError (the worker must crash and
 consume the batch again, not reject a valid message as invalid).
 
-Cost: orjson parses every message once. The standard library parses it a
-second time, exactly, only when it holds an integer literal beyond 64 bits
-(which orjson reads as a float), as confirmed by one regular-expression scan
-of the raw bytes (cheaper than a parse), and the scan runs only when orjson's
-result shows a sign of such a number. Invalid JSON is parsed once (twice
-when orjson's complaint is a number out of its range). So a message costs
-about one parse and never more than two plus a scan, except one with an
-integer beyond 64 bits, which also pays the exact parse.
+The report is carried, not rebuilt, as the original does: it decodes
+``Report`` as a map of raw JSON values (Go's ``map[string]*json.RawMessage``),
+deletes the stripped keys and ``json.Marshal``s the rest. So here:
 
-Nesting: orjson stops at 1024 levels; a message nested deeper is rejected
-as ``invalid_json`` ("depth limit exceeded"). Anything less deep is stored
-(the original's Go decoder stops at 10000 levels; real reports nest about
-ten).
+1. the message's UTF-8 is checked once (``isascii``, or a decode), and
+   msgspec checks its grammar once, over the whole message, building Python
+   objects only for the envelope fields; each value of ``Report`` stays the
+   bytes it was sent as (``msgspec.Raw``), never parsed;
+2. the kept keys are written sorted (``report_bytes``), each value compacted
+   (whitespace outside strings removed, every other byte kept: numbers and
+   escapes as sent) with ``<``, ``>``, ``&``, U+2028 and U+2029 escaped, as
+   encoding/json's ``Marshal`` writes a RawMessage (``writer.go_json``).
+
+Envelope field names match as in Go: exactly, else case-insensitively
+(``orgid`` fills ``OrgID``). A message whose top level holds any key besides
+the seven fields and the pipeline's ``Metadata`` is decoded again, with its
+``Report`` (``_decode_any_keys``: 30-40 µs instead of 19); the usual message
+is decoded once.
+
+Limits, each for a reason:
+
+- nesting deeper than ``MAX_NESTING`` levels is ``invalid_json``: the
+  original's decoder refuses it (encoding/json's scanner), and msgspec
+  recurses once per level, so a deeper message would only exhaust the stack;
+- size: none of its own; Kafka bounds a message (the broker's
+  ``message.max.bytes``), and nothing here grows faster than the message.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import json
-import math
 import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
-import orjson
+import msgspec
+
+from writer.go_json import compact_value, fold_name, object_key
 
 CURRENT_SCHEMA_VERSION = 2
 PG_INTEGER_MAX = 2**31 - 1
 REQUIRED_REPORT_KEYS = ("fingerprints", "reports", "system")
 STRIPPED_REPORT_KEYS = ("system", "fingerprints", "skips", "info", "pass", "analysis_metadata")
+MAX_NESTING = 10_000  # encoding/json's maxNestingDepth (scanner.go)
 
 # Reason codes: a small fixed set, used as metric label values.
 EMPTY_MESSAGE = "empty_message"
@@ -59,35 +73,16 @@ REJECTION_REASONS = (
 
 # The form character(36) holds: the canonical 8-4-4-4-12 hexadecimal UUID.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# orjson reads an integer beyond 64 bits as a float, and writes a float that
-# large with an exponent ("1.8446744073709552e+19"): "e+" in what we keep is
-# the sign that the raw message may hold such an integer (or just the text
-# "e+"); _has_wide_integer then decides with one scan.
-_WIDE_NUMBER_MARK = b"e+"
-_WIDENED_MAGNITUDE = 2.0**63
-# orjson keeps integers in [-2**63, 2**64) exact.
-_ORJSON_INT_RANGE = range(-(2**63), 2**64)
-# From a position outside any string, skip (possessively: linear time, no backtracking) everything but
-# an integer literal of 19 or more digits, which is captured. Valid JSON only (orjson accepted it).
-_LONG_INTEGER = re.compile(
-    rb'(?:[^"0-9.eE]++|"(?:[^"\\]++|\\.)*+"|[.eE][+-]?[0-9]*+|[0-9]{1,18}+(?![0-9])|[0-9]{19,}+(?=[.eE]))*+'
-    rb"([0-9]{19,}+)"
-)
-# orjson's complaint about a number the exact parser may read (an integer too long even for a float).
-_ORJSON_NUMBER_ERROR = "number is infinity"
-# The standard library parser and encoder recurse once per level; orjson already refused anything
-# nested deeper than 1024 levels, so this leaves room for the deepest message it accepted.
-_EXACT_RECURSION_LIMIT = 3000
-
-
-class _ParseExactly(Exception):
-    """orjson may have turned an integer into a float in something we keep or check."""
-
-
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:(Z)|([+-])(\d{2}):(\d{2}))",
     re.ASCII,  # \d: 0-9 only, not every Unicode digit
 )
+# The usual LastChecked: UTC, whole microseconds (nothing to round).
+_RFC3339_UTC_MICROSECONDS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z", re.ASCII)
+_STRIPPED = frozenset(STRIPPED_REPORT_KEYS)
+_TOO_DEEP = f"not valid JSON: depth limit exceeded (nested deeper than {MAX_NESTING} levels)"
+# Valid JSON only: a string (skipped whole, with its escaped quotes) or a bracket.
+_STRING_OR_BRACKET = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]')
 
 
 @dataclass(slots=True)  # not frozen: frozen dataclasses are several times slower to build
@@ -97,7 +92,7 @@ class Row:
     org_id: int
     account_number: int
     cluster: str
-    report: bytes  # compact JSON of the shrunk report
+    report: bytes  # the kept part of Report, as the original writes it
     updated_at: datetime.datetime  # LastChecked in UTC, naive, microsecond precision
     kafka_offset: int
     request_id: str | None = None
@@ -124,88 +119,116 @@ class _Reject(Exception):
         self.detail = detail
 
 
-def _has_wide_integer(value: bytes) -> bool:
-    """Whether the JSON text holds, outside strings, an integer literal orjson cannot keep exact."""
-    position = 0
-    while (match := _LONG_INTEGER.match(value, position)) is not None:
-        start, end = match.span(1)
-        if end - start > 20:
-            return True
-        number = int(match.group(1))
-        if value[start - 1:start] == b"-":
-            number = -number
-        if number not in _ORJSON_INT_RANGE:
-            return True
-        position = end
-    return False
+_FIELD_NAMES = {
+    "org_id": "OrgID",
+    "account_number": "AccountNumber",
+    "cluster": "ClusterName",
+    "report": "Report",
+    "last_checked": "LastChecked",
+    "version": "Version",
+    "request_id": "RequestId",
+}
+_ATTRIBUTE = {name: attribute for attribute, name in _FIELD_NAMES.items()}
+_ATTRIBUTE_BY_FOLDED_NAME = {fold_name(name): attribute for name, attribute in _ATTRIBUTE.items()}
 
 
-@contextlib.contextmanager
-def _deep_recursion() -> Iterator[None]:
-    previous = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(previous, _EXACT_RECURSION_LIMIT))
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(previous)
+# Typed loosely (Any): the checks in _parse give each wrong value its reason code. gc=False: decoded JSON
+# values cannot form reference cycles.
+class _Envelope(msgspec.Struct, rename=_FIELD_NAMES | {"metadata": "Metadata"}, forbid_unknown_fields=True,
+                gc=False):
+    """The seven fields as _parse reads them (and the pipeline's Metadata, never read)."""
+
+    org_id: Any = msgspec.UNSET
+    account_number: Any = msgspec.UNSET
+    cluster: Any = msgspec.UNSET
+    report: Any = msgspec.UNSET  # dict[str, msgspec.Raw] once decoded; anything else in _decode_any_keys
+    last_checked: Any = msgspec.UNSET
+    version: Any = None
+    request_id: Any = None
+    metadata: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET  # not read
 
 
-def _load_json(value: bytes, exact: bool) -> Any:
-    if not exact:
+class _UsualMessage(_Envelope, rename=_FIELD_NAMES | {"metadata": "Metadata"}, forbid_unknown_fields=True,
+                    gc=False):
+    """The usual message, in one pass: names spelled exactly, Report an object; anything else fails validation."""
+
+    report: dict[str, msgspec.Raw] | msgspec.UnsetType = msgspec.UNSET
+
+
+_USUAL_DECODER = msgspec.json.Decoder(_UsualMessage)
+_TOP_LEVEL_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_REPORT_DECODER = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_VALUE_DECODER = msgspec.json.Decoder()
+
+
+def _invalid_json(error: Exception, where: str = "") -> _Reject:
+    return _Reject(INVALID_JSON, f"not valid JSON: {where}{str(error).splitlines()[0][:200]}")
+
+
+def _decode(value: bytes) -> _Envelope:
+    """The envelope, its Report a dict of raw values when it is an object. RecursionError escapes (nesting)."""
+    if not value.isascii():
         try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError as error:
-            text = str(error)
-            if text.startswith(_ORJSON_NUMBER_ERROR):
-                raise _ParseExactly(text) from None  # e.g. an integer too long even for a float
-            raise _Reject(INVALID_JSON, f"not valid JSON: {text.splitlines()[0][:200]}") from None
+            value.decode("utf-8")  # msgspec checks UTF-8 only in the strings it builds
+        except UnicodeDecodeError as error:
+            raise _invalid_json(error) from None
     try:
-        with _deep_recursion():
-            message = json.loads(value.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
-            # Refuse what orjson refuses: lone surrogate escapes (\ud800) are not Unicode text.
-            json.dumps(message, ensure_ascii=False).encode("utf-8")
-        return message
-    except (ValueError, RecursionError) as error:
-        raise _Reject(INVALID_JSON, f"not valid JSON: {str(error).splitlines()[0][:200]}") from None
+        return _USUAL_DECODER.decode(value)
+    except msgspec.ValidationError:  # another key, a field's value msgspec cannot hold, Report not an object...
+        return _decode_any_keys(value)
+    except msgspec.DecodeError as error:
+        raise _invalid_json(error) from None
 
 
-def _refuse_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
+def _decode_any_keys(value: bytes) -> _Envelope:
+    """Any message: its top-level keys matched to the fields as Go matches them, each value decoded on its own.
 
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if math.isinf(number):  # e.g. 1e400, which orjson refuses and would write as null
-        raise ValueError(f"number {text[:40]} is out of range")
-    return number
-
-
-def _dump_json(report: dict[str, Any]) -> bytes:
+    A field named by several keys (OrgID and orgid) takes the value of the last of them in the decoded
+    object's order, and several Report objects are merged in that order (README, "Switching over")."""
     try:
-        return orjson.dumps(report)
-    except orjson.JSONEncodeError:
-        pass
-    # Deeper nesting or wider integers than orjson writes.
+        top = _TOP_LEVEL_DECODER.decode(value)
+    except msgspec.ValidationError:  # the top level is not an object
+        try:
+            document = _VALUE_DECODER.decode(value)
+        except msgspec.DecodeError as error:  # ValidationError too: a number no Python float holds (1e400)
+            raise _invalid_json(error) from None
+        raise _Reject(NOT_AN_OBJECT, f"message is a JSON {type(document).__name__}, not an object") from None
+    except msgspec.DecodeError as error:
+        raise _invalid_json(error) from None
+    envelope = _Envelope()
+    for key, raw in top.items():
+        attribute = _ATTRIBUTE.get(key) or _ATTRIBUTE_BY_FOLDED_NAME.get(fold_name(key))
+        if attribute is None:
+            continue
+        if attribute == "report":
+            envelope.report = _merged_report(envelope.report, raw)
+            continue
+        try:
+            setattr(envelope, attribute, _VALUE_DECODER.decode(raw))
+        except msgspec.ValidationError as error:  # a number no Python number holds (1e400, 5000 digits)
+            raise _invalid_json(error, f"{_FIELD_NAMES[attribute]}: ") from None
+    return envelope
+
+
+def _merged_report(earlier: Any, raw: msgspec.Raw) -> Any:
+    """Report given once more: Go decodes a second object into the same map (keys merged, the later wins)."""
     try:
-        with _deep_recursion():
-            return json.dumps(report, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except (ValueError, RecursionError, UnicodeEncodeError) as error:
-        raise _Reject(INVALID_JSON, f"Report cannot be written as JSON: {error}") from None
+        report = _REPORT_DECODER.decode(raw)
+    except msgspec.ValidationError:  # not an object: decoded whole, for the type named in the rejection
+        try:
+            return _VALUE_DECODER.decode(raw)
+        except msgspec.ValidationError as error:
+            raise _invalid_json(error, "Report: ") from None
+    if isinstance(earlier, dict):
+        return earlier | report
+    return report
 
 
-def _type_name(value: Any, wide: _WideIntegers | None) -> str:
-    """The JSON value's Python type, for a rejection; an integer beyond 64 bits is named int, not float."""
-    if wide is not None and type(value) is float and abs(value) >= _WIDENED_MAGNITUDE:
-        wide.parse_exactly_if_found()
-    return type(value).__name__
-
-
-def _integer(message: dict[str, Any], field: str, wide: _WideIntegers | None) -> int:
-    if field not in message:
+def _integer(value: Any, field: str) -> int:
+    if value is msgspec.UNSET:
         raise _Reject(MISSING_FIELD, f"{field} is missing")
-    value = message[field]
     if type(value) is not int:
-        raise _Reject(WRONG_TYPE, f"{field} must be an integer, got {_type_name(value, wide)}")
+        raise _Reject(WRONG_TYPE, f"{field} must be an integer, got {type(value).__name__}")
     if not 0 <= value <= PG_INTEGER_MAX:
         raise _Reject(OUT_OF_RANGE, f"{field} {value} is outside 0..{PG_INTEGER_MAX}")
     return value
@@ -213,6 +236,8 @@ def _integer(message: dict[str, Any], field: str, wide: _WideIntegers | None) ->
 
 def parse_timestamp(text: str) -> datetime.datetime:
     """RFC 3339 -> naive UTC datetime, nanoseconds rounded half-to-even to microseconds."""
+    if _RFC3339_UTC_MICROSECONDS.fullmatch(text):  # the usual form, exact as it is: a tenth of the general path
+        return datetime.datetime.fromisoformat(text[:-1])
     match = _RFC3339.fullmatch(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text[:64]!r}")
@@ -232,94 +257,113 @@ def parse_timestamp(text: str) -> datetime.datetime:
 
 def shrink_report(report: dict[str, Any]) -> dict[str, Any]:
     """The report without the keys the notification service never reads."""
-    return {key: value for key, value in report.items() if key not in STRIPPED_REPORT_KEYS}
+    return {key: value for key, value in report.items() if key not in _STRIPPED}
+
+
+def report_bytes(report: dict[str, msgspec.Raw]) -> bytes:
+    """The kept keys of ``report`` as Go's json.Marshal writes a map of RawMessage: sorted, values compacted."""
+    kept = [key for key in report if key not in _STRIPPED]
+    if len(kept) == 1:  # the usual report keeps only "reports"
+        key = kept[0]
+        return b"{" + object_key(key) + compact_value(report[key]) + b"}"
+    kept.sort()  # code point order, which is the byte order of UTF-8 (Go sorts the keys' bytes)
+    return b"{" + b",".join([object_key(key) + compact_value(report[key]) for key in kept]) + b"}"
+
+
+def nested_deeper_than(value: bytes, limit: int) -> bool:
+    """Whether the JSON text nests more than ``limit`` arrays and objects inside one another."""
+    if value.count(b"[") + value.count(b"{") <= limit:
+        return False
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(value):
+        if match.end() - match.start() > 1:
+            continue  # a string
+        if value[match.start()] in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+@contextlib.contextmanager
+def _recursion_room() -> Iterator[None]:
+    """msgspec spends one level of Python's recursion limit per nesting level: room for MAX_NESTING, then back."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, MAX_NESTING + 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 def parse_message(value: bytes | None, offset: int, now: datetime.datetime) -> Row | Rejection:
-    """Validate, shrink and convert one message; ``now`` is naive UTC.
-
-    orjson parses; in the rare message where it may have read an integer
-    beyond 64 bits as a float, the standard library parses again, exactly.
-    """
+    """Validate, shrink and convert one message; ``now`` is naive UTC."""
     try:
-        return _parse(value, offset, now, exact=False)
-    except _ParseExactly:
-        return _parse(value, offset, now, exact=True)
+        return _parse(value, offset, now)
+    except RecursionError:
+        pass
+    # Nested deeper than the recursion left allows: count the levels, decode again if within the limit.
+    if value is None or nested_deeper_than(value, MAX_NESTING):
+        return Rejection(INVALID_JSON, _TOO_DEEP)
+    with _recursion_room():
+        try:
+            return _parse(value, offset, now)
+        except RecursionError:  # a C recursion limit below MAX_NESTING (Python 3.12+)
+            return Rejection(INVALID_JSON, _TOO_DEEP)
 
 
-class _WideIntegers:
-    """Whether the message holds an integer beyond 64 bits: scanned once, on the first suspicion."""
-
-    __slots__ = ("value", "found")
-
-    def __init__(self, value: bytes) -> None:
-        self.value = value
-        self.found: bool | None = None
-
-    def parse_exactly_if_found(self) -> None:
-        if self.found is None:
-            self.found = _has_wide_integer(self.value)
-        if self.found:
-            raise _ParseExactly
-
-
-def _parse(value: bytes | None, offset: int, now: datetime.datetime, exact: bool) -> Row | Rejection:
+def _parse(value: bytes | None, offset: int, now: datetime.datetime) -> Row | Rejection:
     org_id = cluster = request_id = None
     try:
         if not value:
             raise _Reject(EMPTY_MESSAGE, "message has no value")
-        wide = None if exact else _WideIntegers(value)  # exact: numbers are what was sent
-        message = _load_json(value, exact)
-        if not isinstance(message, dict):
-            raise _Reject(NOT_AN_OBJECT, f"message is a JSON {_type_name(message, wide)}, not an object")
-        request_id = message.get("RequestId")
+        message = _decode(value)
+        request_id = message.request_id
         if request_id is not None and not isinstance(request_id, str):
             request_id = None
             raise _Reject(WRONG_TYPE, "RequestId must be a string")
-        org_id = _integer(message, "OrgID", wide)
-        account_number = _integer(message, "AccountNumber", wide)
-        if "ClusterName" not in message:
+        org_id = _integer(message.org_id, "OrgID")
+        account_number = _integer(message.account_number, "AccountNumber")
+        cluster = message.cluster
+        if cluster is msgspec.UNSET:
+            cluster = None
             raise _Reject(MISSING_FIELD, "ClusterName is missing")
-        cluster = message["ClusterName"]
         if not isinstance(cluster, str):
             cluster = None
             raise _Reject(WRONG_TYPE, "ClusterName must be a string")
         if not _UUID.fullmatch(cluster):
             shown, cluster = cluster[:64], None
             raise _Reject(INVALID_CLUSTER_NAME, f"ClusterName {shown!r} is not a UUID")
-        if "Report" not in message:
+        report = message.report
+        if report is msgspec.UNSET:
             raise _Reject(MISSING_FIELD, "Report is missing")
-        report = message["Report"]
         if not isinstance(report, dict):
-            raise _Reject(WRONG_TYPE, f"Report must be an object, got {_type_name(report, wide)}")
+            raise _Reject(WRONG_TYPE, f"Report must be an object, got {type(report).__name__}")
         missing = [key for key in REQUIRED_REPORT_KEYS if key not in report]
         if missing:
             raise _Reject(INCOMPLETE_REPORT, f"Report lacks {', '.join(missing)}")
-        version = message.get("Version")
+        version = message.version
         if version is not None and type(version) is not int:
-            if wide is not None and type(version) is float and abs(version) >= _WIDENED_MAGNITUDE:
-                wide.parse_exactly_if_found()
             raise _Reject(WRONG_TYPE, "Version must be an integer")
-        shrunk = _dump_json(shrink_report(report))
-        if wide is not None and _WIDE_NUMBER_MARK in shrunk:
-            wide.parse_exactly_if_found()
         # Timestamp problems share one reason, whatever their form: the
         # original treats a missing or malformed LastChecked alike.
-        if "LastChecked" not in message:
+        last_checked = message.last_checked
+        if last_checked is msgspec.UNSET:
             raise _Reject(INVALID_TIMESTAMP, "LastChecked is missing")
-        last_checked = message["LastChecked"]
         if not isinstance(last_checked, str):
-            raise _Reject(INVALID_TIMESTAMP, f"LastChecked must be a string, got {_type_name(last_checked, wide)}")
+            raise _Reject(INVALID_TIMESTAMP, f"LastChecked must be a string, got {type(last_checked).__name__}")
         try:
             updated_at = parse_timestamp(last_checked)
         except (ValueError, OverflowError) as error:
             raise _Reject(INVALID_TIMESTAMP, f"LastChecked: {error}") from None
         if updated_at > now:
             raise _Reject(FUTURE_TIMESTAMP, f"got a message from the future: LastChecked {last_checked[:40]}")
-        return Row(org_id, account_number, cluster, shrunk, updated_at, offset, request_id, version)
+        return Row(org_id, account_number, cluster, report_bytes(report), updated_at, offset, request_id, version)
     except _Reject as rejection:
         return Rejection(rejection.reason, rejection.detail, org_id, cluster, request_id)
-    except (_ParseExactly, MemoryError):
+    except (RecursionError, MemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - the contract is "never raises" (but see the docstring)
         detail = f"unexpected input: {type(error).__name__}: {error}"

@@ -42,7 +42,7 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from writer.copy_rows import COLUMNS, encode_rows
+from writer.copy_rows import COLUMNS, COPY_OPTIONS, encode_rows
 from writer.database import safe_error_text
 from writer.message import Row
 from writer.watchdog import Watchdog
@@ -62,8 +62,10 @@ CANARY_CLUSTER = "00000000-0000-0000-0000-000000000000"
 # Moments tried when the canary's key is taken (by a stored report under the nil cluster id).
 _CANARY_ATTEMPTS = 5
 
-_COPY_DIRECT = sql.SQL("COPY new_reports ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
-_COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN").format(
+_COPY_DIRECT = sql.SQL("COPY new_reports ({}) FROM STDIN " + COPY_OPTIONS).format(
+    sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+)
+_COPY_STAGING = sql.SQL("COPY {} ({}) FROM STDIN " + COPY_OPTIONS).format(
     sql.Identifier(STAGING_TABLE), sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
 )
 _CREATE_STAGING = sql.SQL(

@@ -68,6 +68,7 @@ tracker's ``updates`` (received, processed, success or error).
 from __future__ import annotations
 
 import datetime
+import gc
 import logging
 import os
 import signal
@@ -494,4 +495,14 @@ def worker_main(config: Config, slot: int, status_array: Any, group_id: str | No
         log.error("worker could not start: %s", error)
         sys.exit(exit_codes.CONSUMER_ERROR)
     signal.signal(signal.SIGTERM, worker.request_stop)
+    quiet_garbage_collector()
     sys.exit(worker.run())
+
+
+def quiet_garbage_collector() -> None:
+    """Fewer collections: a batch makes no reference cycles, yet at the default threshold (700) a collection
+    every ~400 messages traversed the batches in flight: 2-3 µs a message in the main thread (py-spy --native,
+    gc.callbacks). Measured at 20,000 (2 workers, 100k varied messages): no collection at all in a replay,
+    peak RSS unchanged (137-138 -> 140 MiB). What was allocated before is frozen: never traversed again."""
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)

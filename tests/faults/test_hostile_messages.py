@@ -164,7 +164,8 @@ CASES: list[Case] = [
     stored("nested 600 deep", {"Report": _report_with(_nested(600))}, dump=lambda body: json.dumps(body).encode(),
            check=lambda report: _depth(report["reports"]) == 600),
     rejected("nested 100000 deep", _raw_reports("[" * 100_000 + "]" * 100_000)[1], "invalid_json"),
-    rejected("nested 5000 deep + big integer", _raw_reports("[" * 5000 + str(2**70) + "]" * 5000)[1], "invalid_json"),
+    # within the original's 10,000 levels: stored (too deep for json.loads to check here)
+    stored_raw("nested 5000 deep + big integer", *_raw_reports("[" * 5000 + str(2**70) + "]" * 5000)),
     # very large reports: one stored, one rejected (so it must fit in the dead-letter topic too)
     stored("report of ~5 MB", {"Report": _report_with(BIG_REPORTS)},
            check=lambda report: len(report["reports"]) == 5000),

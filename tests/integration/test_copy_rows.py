@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.harness.storage import make_row, row_with
-from writer.copy_rows import COLUMNS, encode_rows, unique_by_key
+from writer.copy_rows import COLUMNS, COPY_OPTIONS, encode_rows, unique_by_key
 from writer.message import Row, parse_message
 from writer.migrations import init_schema
 from writer.sample_messages import SIZES, cluster_id, encoded
@@ -53,7 +53,8 @@ def connection(database):
 
 def copy_and_read(connection, rows: list[Row]) -> list[tuple]:
     connection.execute("DELETE FROM new_reports")
-    with connection.cursor() as cursor, cursor.copy(f"COPY new_reports ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+    statement = f"COPY new_reports ({', '.join(COLUMNS)}) FROM STDIN {COPY_OPTIONS}"
+    with connection.cursor() as cursor, cursor.copy(statement) as copy:
         copy.write(encode_rows(rows))
     return connection.execute(
         f"SELECT {', '.join(COLUMNS)} FROM new_reports ORDER BY kafka_offset"

@@ -4,19 +4,50 @@
 from __future__ import annotations
 
 import datetime
+import struct
 
 from tests.harness.storage import make_row, row_with
 from writer.copy_rows import encode_rows, unique_by_key
 
 
-def test_encoding_shape():
-    rows = [make_row(i, b'{"reports":["a\\\\b"]}') for i in range(3)]
-    data = encode_rows(rows)
-    lines = data.split(b"\n")
-    assert lines[-1] == b"" and len(lines) == 4
-    assert all(line.count(b"\t") == 5 for line in lines[:-1])
-    assert b'{"reports":["a\\\\\\\\b"]}' in lines[0]  # the JSON backslash doubled for COPY
-    assert encode_rows([]) == b""
+def decode_copy(data: bytes) -> list[tuple]:
+    """PostgreSQL's binary COPY format read back, field by field (the layout of its documentation)."""
+    assert data[:11] == b"PGCOPY\n\xff\r\n\x00" and data[11:19] == b"\x00" * 8  # signature, flags, extension
+    rows, position = [], 19
+    while True:
+        (count,) = struct.unpack_from(">h", data, position)
+        position += 2
+        if count == -1:
+            assert position == len(data)  # the trailer ends the data
+            return rows
+        fields = []
+        for _ in range(count):
+            (length,) = struct.unpack_from(">i", data, position)
+            fields.append(data[position + 4:position + 4 + length])
+            position += 4 + length
+        rows.append(tuple(fields))
+
+
+def test_encoding_layout():
+    when = datetime.datetime(2000, 1, 1, 0, 0, 1, 5)
+    rows = [make_row(1, b'{"reports":["a\\\\b\\t\\u0000"]}', org_id=7, account_number=2**31 - 1,
+                     updated_at=when, kafka_offset=2**63 - 1)]
+    [fields] = decode_copy(encode_rows(rows))
+    org_id, account_number, cluster, report, updated_at, offset = fields
+    assert struct.unpack(">i", org_id) == (7,) and struct.unpack(">i", account_number) == (2**31 - 1,)
+    assert cluster == rows[0].cluster.encode("ascii")
+    assert report == rows[0].report  # as it is: no escaping in the binary format
+    assert struct.unpack(">q", updated_at) == (1_000_005,)  # microseconds since 2000-01-01
+    assert struct.unpack(">q", offset) == (2**63 - 1,)
+
+
+def test_timestamps_before_2000_are_negative_microseconds():
+    [fields] = decode_copy(encode_rows([make_row(1, b"{}", updated_at=datetime.datetime(1, 1, 1))]))
+    assert struct.unpack(">q", fields[4]) == (-63_082_281_600_000_000,)
+
+
+def test_no_rows_is_header_and_trailer():
+    assert decode_copy(encode_rows([])) == []
 
 
 def test_unique_by_key_keeps_the_first_occurrence():

@@ -8,6 +8,8 @@ import json
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.harness.messages import CLUSTER, NOW, STRIPPED, accepted, parse, rejected, valid
 from writer import message as m
@@ -114,7 +116,7 @@ def test_integer_beyond_64_bits_in_orgid_is_out_of_range_not_a_float():
 ])
 @pytest.mark.parametrize("number", [2**64, -(2**63) - 1, 10**30])
 def test_an_integer_beyond_64_bits_is_named_int_not_float(field, reason, detail, number):
-    # orjson reads it as a float; the rejection names what was sent (found by the msgspec candidate's comparison).
+    # The rejection names what was sent: an integer of any width is an int.
     body = number if field is None else valid(**{field: number})
     assert rejected(json.dumps(body).encode(), reason).detail == detail
 
@@ -222,7 +224,9 @@ def test_shrink_removes_exactly_the_stripped_keys_and_keeps_the_rest():
     row = accepted(valid(Report=report))
     expected = {k: v for k, v in report.items() if k not in STRIPPED}
     assert set(expected) == {"reports", "extra", "Info", "zzz"}
-    assert row.report == orjson.dumps(expected)  # compact, same key order
+    # Compact; the kept keys sorted (Go sorts a map's keys), what is inside each value as sent.
+    assert row.report == (b'{"Info":"different case is kept","extra":{"kept":true},'
+                          b'"reports":[{"rule_id":"x","details":{"nested":{"system":"kept","info":"kept"}}}],"zzz":null}')
     assert b" " not in row.report.replace(b"different case is kept", b"")
     assert orjson.loads(row.report) == expected
 
@@ -357,3 +361,68 @@ def test_far_future_year_9999():
     # Rounding or an offset past the end of year 9999 cannot be represented: invalid, not a crash.
     for text in ("9999-12-31T23:59:59.9999999Z", "9999-12-31T23:00:00-05:00"):
         assert isinstance(parse(valid(LastChecked=text)), Rejection)
+
+
+# --- envelope field names, matched as Go's decoder matches them ---------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["orgid", "ORGID", "OrgId", "org\\u0069d", "Org\\u0130D", "Org\\u0131D"])
+def test_a_field_name_in_another_case_fills_the_field(spelling):
+    # Go: an exact match first, else one under bytes.EqualFold (simple Unicode folding: İ and ı fold to I).
+    body = orjson.dumps(valid()).replace(b'"OrgID":1000', b'"%s":1234' % spelling.encode())
+    assert accepted(body).org_id == 1234
+
+
+@pytest.mark.parametrize("name,spelling", [
+    ("LastChecked", "lastchec\\u212aed"),  # KELVIN SIGN folds to K
+    ("ClusterName", "clu\\u017fterName"),  # LATIN SMALL LETTER LONG S folds to S
+    ("Report", "REPORT"),
+    ("AccountNumber", "accountnumber"),
+    ("RequestId", "requestID"),
+    ("Version", "VERSION"),
+])
+def test_every_field_folds(name, spelling):
+    text = orjson.dumps(valid(Version=7)).replace(b'"%s":' % name.encode(), b'"%s":' % spelling.encode(), 1)
+    row = accepted(text)
+    assert (row.org_id, row.account_number, row.cluster, row.version, row.request_id) == (
+        1000, 5000, CLUSTER, 7, "req-1")
+
+
+@pytest.mark.parametrize("spelling", ["Org_ID", "OrgIDs", "Orgíd", "Org\\u0049\\u0044x"])
+def test_a_name_that_does_not_fold_to_a_field_is_ignored(spelling):
+    body = orjson.dumps(valid()).replace(b'"OrgID":1000', b'"%s":1234' % spelling.encode())
+    rejected(body, m.MISSING_FIELD)
+
+
+def test_unknown_top_level_keys_and_metadata_are_ignored():
+    row = accepted(valid(Metadata={"gathering_time": "2020-01-01T00:00:00Z"}, Extra=[1, {"x": 2}]))
+    assert row.org_id == 1000 and row.report == b'{"reports":[{"rule_id":"r|K","details":{"x":1}}]}'
+
+
+def test_report_named_twice_is_merged_as_go_decodes_into_one_map():
+    body = orjson.dumps(valid(report={"reports": [2], "extra": 1}))
+    assert accepted(body).report == b'{"extra":1,"reports":[2]}'
+
+
+@pytest.mark.parametrize("value,reason", [(b"1e400", m.INVALID_JSON), (b"1" * 5000, m.INVALID_JSON),
+                                          (b'"x"', m.WRONG_TYPE), (b"null", m.WRONG_TYPE)])
+def test_a_folded_field_is_checked_like_the_exact_one(value, reason):
+    body = orjson.dumps(valid()).replace(b'"OrgID":1000', b'"orgid":' + value)
+    rejected(body, reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime.datetime(1, 1, 1), max_value=datetime.datetime(9999, 12, 31)),
+       st.booleans())
+def test_the_usual_timestamp_form_reads_as_the_general_one(moment, fraction):
+    # "...SS.ffffffZ" and "...SSZ" take a shorter path; "+00:00" the general one, which must agree.
+    text = f"{moment.year:04d}-" + moment.strftime("%m-%dT%H:%M:%S")
+    text += f".{moment.microsecond:06d}" if fraction else ""
+    expected = moment if fraction else moment.replace(microsecond=0)
+    assert parse_timestamp(text + "Z") == parse_timestamp(text + "+00:00") == expected
+
+
+@pytest.mark.parametrize("text", ["2020-02-30T00:00:00Z", "0000-01-01T00:00:00Z", "2020-01-01T24:00:00.000000Z",
+                                  "2020-01-01T00:00:60Z", "2020-01-01t00:00:00Z", "2020-13-01T00:00:00Z"])
+def test_an_impossible_timestamp_of_the_usual_form_is_rejected(text):
+    rejected(valid(LastChecked=text), m.INVALID_TIMESTAMP)

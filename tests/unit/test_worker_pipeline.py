@@ -4,11 +4,14 @@ what is not written yet, refused rows are dead-lettered with their own message, 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from types import SimpleNamespace
 
+import orjson
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from tests.unit.test_batch_stages import FakeMessage, valid
@@ -521,3 +524,27 @@ def test_an_error_of_a_revocations_batch_inside_the_commit_wait_stops_the_worker
     assert not running.thread.is_alive(), "the worker ran on after its batch failed"
     assert running.exit_code == exit_codes.PRODUCER_ERROR
     assert all(commit.get(1, 0) <= 1 for commit in consumer.commits)  # t[1]'s rejected message never committed
+
+
+def test_a_version_other_than_2_is_stored_and_counted_with_a_warning(caplog):
+    # SPEC section 3, step 2: a warning, not a rejection; our unexpected_schema_version counter counts it.
+    other = FakeMessage(0, 1, orjson.dumps(orjson.loads(valid(0, 1).value()) | {"Version": 3}))
+    writer = GatedWriter()
+    worker, consumer, _ = build([[valid(0, 0), other]], writer)
+    with caplog.at_level("WARNING", logger="writer.worker"):
+        running = Running(worker)
+        wait_until(lambda: consumer.commits == [{0: 2}], "the batch's commit")
+        assert running.stop() == exit_codes.OK
+    assert [(row.kafka_offset, row.version) for row in writer.calls[0]] == [(0, 2), (1, 3)]  # both stored
+    assert worker.metrics.unexpected_version._value.get() == 1
+    assert worker.metrics.original["stored_messages"]._value.get() == 2
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "Version" in r.getMessage()]
+    assert warnings == ["1 messages with Version other than 2 (stored anyway); first: offset 1, Version 3"]
+
+
+def test_a_worker_process_collects_garbage_rarely_and_never_traverses_what_it_loaded():
+    # In a process of its own: the threshold and the frozen objects are the whole interpreter's.
+    code = ("import gc; from writer.worker import quiet_garbage_collector; quiet_garbage_collector(); "
+            "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.split() == ["20000", "True"]

@@ -69,6 +69,7 @@ def parse_batch(messages: list[Message], now: datetime.datetime, replay: ReplayS
     batch = ParsedBatch(replay=progress)
     rows, origins, rejections, next_offsets = batch.rows, batch.origins, batch.rejections, batch.next_offsets
     debug = log.isEnabledFor(logging.DEBUG)
+    partition = Partition("", -1)  # of the message before: a batch comes in runs of one partition
     for message in messages:
         error = message.error()
         if error is not None:
@@ -85,8 +86,10 @@ def parse_batch(messages: list[Message], now: datetime.datetime, replay: ReplayS
         if replay is not None and progress is not None and not replay.admits(message, next_offsets, progress):
             continue
         offset = message.offset()
+        if message.partition() != partition.number or message.topic() != partition.topic:
+            partition = Partition(message.topic(), message.partition())
         # Within a partition messages come in offset order: the last one's offset wins.
-        next_offsets[Partition(message.topic(), message.partition())] = offset + 1
+        next_offsets[partition] = offset + 1
         result = parse_message(message.value(), offset, now)
         if type(result) is Row:
             rows.append(result)

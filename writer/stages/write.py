@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -91,15 +91,17 @@ class RetryingWrite:
         outcome = WriteOutcome()
         self._in_trouble = False
         self._on_trouble = on_trouble or _nothing
-        pending = list(range(len(rows)))
+        pending: Sequence[int] = range(len(rows))
         while pending:
             first, repeats = _first_of_each_key(rows, pending)
-            written = self._write_round([rows[i] for i in first])
-            position = {rows[i].key: i for i in first}  # keys are unique within a round
+            # The usual batch has no repeated key: written as it is, not copied.
+            written = self._write_round(rows if len(first) == len(rows) else [rows[i] for i in first])
             refused_keys = set()
-            for row, why in written.refused:
-                outcome.refused.append((position[row.key], why))
-                refused_keys.add(row.key)
+            if written.refused:
+                position = {rows[i].key: i for i in first}  # keys are unique within a round
+                for row, why in written.refused:
+                    outcome.refused.append((position[row.key], why))
+                    refused_keys.add(row.key)
             outcome.stored += written.stored
             outcome.stored_bytes += written.stored_bytes
             outcome.duplicates += written.duplicates
@@ -164,7 +166,7 @@ def _nothing() -> None:
     pass
 
 
-def _first_of_each_key(rows: list[Row], positions: list[int]) -> tuple[list[int], list[int]]:
+def _first_of_each_key(rows: list[Row], positions: Sequence[int]) -> tuple[list[int], list[int]]:
     """``positions`` split into (the first of each primary key, later repeats), order kept."""
     seen = set()
     first, repeats = [], []
