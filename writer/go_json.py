@@ -23,8 +23,9 @@ _KEY_TRANSLATION = str.maketrans(_KEY_ESCAPES)
 _KEY_CACHE_LIMIT = 4096
 _key_cache: dict[str, bytes] = {}
 
-# The four non-ASCII letters whose simple case folding (unicode.ToUpper(unicode.ToLower(r))) is ASCII.
-_FOLDED_TO_ASCII = {"\u212a": "K", "\u017f": "S", "\u0131": "I", "\u0130": "I"}
+# The two non-ASCII letters whose fold set (unicode.SimpleFold's orbit, foldRune) holds an ASCII letter; İ and ı
+# are each an orbit of their own there.
+_FOLDED_TO_ASCII = {"\u212a": "K", "\u017f": "S"}
 
 
 def object_key(key: str) -> bytes:

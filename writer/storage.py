@@ -18,7 +18,8 @@ What a batch write guarantees (``BatchWriter.write``):
   duplicates), whatever its size, is told apart from
   bad data by a canary: a row the database accepted before (the last one
   this writer stored, under the nil cluster id; a fixed synthetic row when
-  there is none yet) is inserted under a savepoint that is always rolled back. If the database
+  there is none yet) is written as the batch was (the same COPY) under a
+  savepoint that is always rolled back. If the database
   refuses the canary too, it refuses everything (a broken trigger, a schema
   change): ``FatalDatabaseError``, nothing committed, at 1 message a minute
   as at 10k a second. If it accepts the canary, the batch's rows are bad data
@@ -78,9 +79,6 @@ _MERGE_STAGING = sql.SQL(
     cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), staging=sql.Identifier(STAGING_TABLE)
 )
 _CLEAR_STAGING = sql.SQL("TRUNCATE {}").format(sql.Identifier(STAGING_TABLE))
-_INSERT_CANARY = sql.SQL("INSERT INTO new_reports ({}) VALUES ({})").format(
-    sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))
-)
 # libpq's connect_timeout 0 (or none) means no limit: a connection attempt waits at most this long then.
 DEFAULT_CONNECT_TIMEOUT_S = 30
 
@@ -220,8 +218,9 @@ class BatchWriter:
             for attempt in range(_CANARY_ATTEMPTS):
                 self._watch(connection)
                 try:
+                    # Written as the batch was (binary COPY), so a column type its encoding does not fit fails too.
                     with connection.transaction(force_rollback=True):  # never stored
-                        connection.execute(_INSERT_CANARY, _values(canary))
+                        self._copy(connection, _COPY_DIRECT, encode_rows([canary]))
                     return
                 except errors.UniqueViolation:
                     # A stored row has the canary's key (a report under the nil cluster id): AFTER triggers
@@ -299,10 +298,6 @@ def session_conninfo(conninfo: str, settings: dict[str, str]) -> str:
     if not bounded:
         params["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT_S
     return make_conninfo("", **params)
-
-
-def _values(row: Row) -> tuple[int, int, str, str, datetime.datetime, int]:
-    return (row.org_id, row.account_number, row.cluster, row.report.decode(), row.updated_at, row.kafka_offset)
 
 
 def _synthetic_canary() -> Row:

@@ -68,6 +68,18 @@ def test_the_canary_is_never_stored(migrated_database, writer):
     assert row_count(migrated_database) == 0
 
 
+@pytest.mark.parametrize("fresh", [True, False])
+def test_a_column_type_the_binary_copy_does_not_fit_is_fatal_not_every_row_refused(migrated_database, writer, fresh):
+    # An INSERT with text parameters fits kafka_offset narrowed to integer; the COPY's 8-byte value does not.
+    if not fresh:
+        assert writer.write(make_rows([1000])).stored == 1
+    with migrated_database.connect() as connection:
+        connection.execute("ALTER TABLE new_reports ALTER COLUMN kafka_offset TYPE integer")
+    with pytest.raises(FatalDatabaseError, match="refused all"):
+        writer.write(make_rows(range(3)))
+    assert row_count(migrated_database) == (0 if fresh else 1)
+
+
 def test_a_check_constraint_refusing_everything_is_fatal(migrated_database, writer):
     with migrated_database.connect() as connection:
         connection.execute("ALTER TABLE new_reports ADD CONSTRAINT test_only_broken CHECK (org_id < 0)")

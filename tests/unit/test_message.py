@@ -366,9 +366,9 @@ def test_far_future_year_9999():
 # --- envelope field names, matched as Go's decoder matches them ---------------------------------------------
 
 
-@pytest.mark.parametrize("spelling", ["orgid", "ORGID", "OrgId", "org\\u0069d", "Org\\u0130D", "Org\\u0131D"])
+@pytest.mark.parametrize("spelling", ["orgid", "ORGID", "OrgId", "org\\u0069d"])
 def test_a_field_name_in_another_case_fills_the_field(spelling):
-    # Go: an exact match first, else one under bytes.EqualFold (simple Unicode folding: İ and ı fold to I).
+    # Go: an exact match first, else one under bytes.EqualFold (simple Unicode case folding).
     body = orjson.dumps(valid()).replace(b'"OrgID":1000', b'"%s":1234' % spelling.encode())
     assert accepted(body).org_id == 1234
 
@@ -388,7 +388,10 @@ def test_every_field_folds(name, spelling):
         1000, 5000, CLUSTER, 7, "req-1")
 
 
-@pytest.mark.parametrize("spelling", ["Org_ID", "OrgIDs", "Orgíd", "Org\\u0049\\u0044x"])
+# İ and ı are each a case-folding orbit of their own in Go (unicode.SimpleFold, caseOrbit in tables.go: {0x0130,
+# 0x0130}, {0x0131, 0x0131}), so foldName keeps them and no field name matches.
+@pytest.mark.parametrize("spelling", ["Org_ID", "OrgIDs", "Orgíd", "Org\\u0049\\u0044x", "Org\\u0130D", "Org\\u0131D",
+                                      "Org\u0130D", "Org\u0131D"])
 def test_a_name_that_does_not_fold_to_a_field_is_ignored(spelling):
     body = orjson.dumps(valid()).replace(b'"OrgID":1000', b'"%s":1234' % spelling.encode())
     rejected(body, m.MISSING_FIELD)
