@@ -185,6 +185,30 @@ def test_partitions_stay_paused_while_any_reason_holds():
     assert not poller.paused and consumer.resumed == [[0]]  # what ``resumable`` lets through (a replay's unfinished)
 
 
+def test_a_message_that_comes_while_paused_pauses_its_partition_again():
+    """librdkafka can drop a pause (it races the start of a new assignment's fetcher): the partition is fetched
+    although the poller believes it paused. The message that shows it must pause that partition again."""
+
+    class LeakingConsumer(BatchConsumer):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.leaking = [valid(1, 7)]
+
+        def poll(self, timeout):
+            return self.leaking.pop(0) if self.leaking else None
+
+    consumer = LeakingConsumer()
+    poller = Poller(consumer, polled=lambda: None)
+    poller.poll(0)
+    assert consumer.paused == []  # not paused: a message is no news
+    consumer.leaking = [valid(1, 8), FakeMessage(0, -1, error=KafkaError(KafkaError._PARTITION_EOF))]
+    poller.pause("write retried")
+    poller.poll(0)
+    poller.poll(0)
+    assert consumer.paused == [[0, 1], [1]]  # the assignment, then the partition the message came from
+    assert [(m.partition(), m.offset()) for m in poller.carry_over] == [(1, 7), (1, 8), (0, -1)]
+
+
 # ---- write ---------------------------------------------------------------------------------------------------------
 
 
