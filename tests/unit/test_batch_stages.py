@@ -17,7 +17,7 @@ from writer.message import INVALID_JSON, Rejection, Row
 from writer.metrics import Metrics
 from writer.partitions import Partition, PartitionBook
 from writer.sample_messages import encoded
-from writer.stages.commit import COMMIT_WAIT_S, CommitAnswers, OffsetCommitter
+from writer.stages.commit import CARRY_OVER_LIMIT, COMMIT_WAIT_S, CommitAnswers, OffsetCommitter
 from writer.stages.count import count_batch
 from writer.stages.parse import parse_batch
 from writer.stages.poll import Poller
@@ -446,6 +446,51 @@ def test_a_partition_revoked_while_the_answer_is_waited_for_is_not_retried():
     consumer.on_poll = lambda: book.revoke([T1])
     stage.commit({T0: 5, T1: 6})
     assert book.uncommitted == {T0: 5}
+
+
+class FetchingConsumer(CommitConsumer):
+    """A backlog: every poll while not paused returns a message of t[0]; commits are answered from the
+    ``answer_at``-th poll on. Polls take no time (the answer is late by count, not by the clock)."""
+
+    def __init__(self, answers: CommitAnswers, answer_at: int) -> None:
+        super().__init__(answers)
+        self.answer_at = answer_at
+        self.polls = 0
+        self.paused_now = False
+        self.paused_at: list[int] = []  # the poll count at each pause
+
+    def poll(self, timeout):
+        self.polls += 1
+        if self.polls >= self.answer_at:
+            super().poll(timeout)
+        return None if self.paused_now else valid(0, self.polls)
+
+    def assignment(self):
+        return [TopicPartition("t", 0)]
+
+    def pause(self, partitions):
+        self.paused_now = True
+        self.paused_at.append(self.polls)
+
+    def resume(self, partitions):
+        self.paused_now = False
+
+
+def test_fetching_pauses_at_the_carry_over_bound_while_the_commit_answer_is_late():
+    """The answer queues behind the messages fetched before it, so its wait polls them into the carry-over; without
+    the bound a late answer made the worker hold the whole backlog."""
+    answers = CommitAnswers()
+    consumer = FetchingConsumer(answers, answer_at=5000)  # a backlog of 5000 messages fetched before the answer
+    book = PartitionBook()
+    book.assign([T0])
+    clock = FakeClock()
+    poller = Poller(consumer, polled=lambda: None, clock=clock)
+    stage = OffsetCommitter(consumer, answers, book, poller, StopRequest(20, clock), metrics(), 100,
+                            contextlib.nullcontext, clock)
+    stage.commit({T0: 5})
+    assert book.uncommitted == {}  # answered (late): committed
+    assert len(poller.carry_over) == CARRY_OVER_LIMIT  # fetching paused at the bound, not at the answer
+    assert consumer.paused_at == [CARRY_OVER_LIMIT] and not consumer.paused_now  # resumed after the answer
 
 
 def test_a_fatal_commit_answer_is_raised():
