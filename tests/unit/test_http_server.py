@@ -66,7 +66,7 @@ def test_half_open_connections_take_no_thread_and_health_still_answers(server):
     threads_before = threading.active_count()
     sockets = half_open(server, HALF_OPEN)
     try:
-        time.sleep(0.5)  # let the server accept them all
+        wait_until_true(lambda: server.open_connections == HALF_OPEN)  # the server accepted them all
         # One thread per connection would be HALF_OPEN more threads.
         assert threading.active_count() - threads_before <= 2, threading.active_count() - threads_before
         assert get(server, "/health", timeout=5) == (200, b'{"status":"ok"}')
@@ -93,7 +93,7 @@ def test_connections_beyond_the_bound_are_closed_at_once(server, monkeypatch):
     monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 10)
     sockets = half_open(server, 10)
     try:
-        time.sleep(0.3)
+        wait_until_true(lambda: server.open_connections == 10)  # the bound is reached
         extra = socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=10)
         try:
             extra.sendall(b"GET /health HTTP/1.0\r\n\r\n")
@@ -104,7 +104,7 @@ def test_connections_beyond_the_bound_are_closed_at_once(server, monkeypatch):
     finally:
         for client in sockets:
             client.close()
-    time.sleep(0.3)
+    wait_until_true(lambda: server.open_connections == 0)  # the server saw them go
     assert get(server, "/health")[0] == 200
 
 
