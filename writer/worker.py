@@ -45,7 +45,9 @@ rest of ``REVOKE_BUDGET_S``); then every stored offset of the revoked
 partitions (that batch's, and those of earlier batches whose commit was
 refused, e.g. by the rebalance itself, or whose answer is still awaited) is
 committed without waiting for the answer (a rebalance callback cannot poll;
-librdkafka sends it before the group moves on). The other partitions'
+librdkafka sends it before the group moves on). Not when closing: that
+commit would hold the consumer's close as long as the broker does not
+answer, and closing has committed what it could before. The other partitions'
 offsets are committed with the next batch. A write being retried is not
 waited for: its rows are still written, but its offsets (and replay
 progress) of the revoked partitions are dropped, as is everything of them
@@ -53,8 +55,8 @@ polled but not written (carried over, gathered, or parsed and waiting for
 the write thread): their next owner reads those messages again (and skips
 what is stored as duplicates). Once a batch failed (``halted``), a
 revocation, closing included, finishes nothing: no offset past the failed
-batch is committed (the stored offsets of the batches before it still
-are). Lost partitions (``_on_lost``: the group went on without this member)
+batch is committed (``_close`` commits the stored offsets of the batches
+before it). Lost partitions (``_on_lost``: the group went on without this member)
 are dropped the same way, without waiting and without any commit.
 
 Stop time: a worker exits within ``shutdown_timeout_s`` (default 20 s) of
@@ -421,7 +423,12 @@ class Worker:
     def _commit_revoked(self, revoked: set[Partition]) -> None:
         """Inside a revocation: the revoked partitions' stored offsets, whose commit failed, was deferred, or awaits
         its answer, committed without waiting (else their next owner reads those batches again). Only offsets of
-        batches stored (and dead-lettered) ever enter the book, so nothing is committed ahead of the database."""
+        batches stored (and dead-lettered) ever enter the book, so nothing is committed ahead of the database.
+
+        Not while closing (``halted``): closing the consumer waits for every commit sent, and a broker that does
+        not answer held it for minutes; ``_close`` has committed what it could, within the stop bound."""
+        if self.halted:
+            return
         stored = merged(self.book.uncommitted, self.book.committing)
         self.committer.commit_without_waiting({p: o for p, o in stored.items() if p in revoked})
 

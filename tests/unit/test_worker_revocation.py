@@ -12,6 +12,7 @@ from confluent_kafka import KafkaError
 from tests.unit.test_batch_stages import valid
 from tests.unit.test_worker_pipeline import WAIT_S, FakeConsumer, GatedWriter, Running, build, wait_until
 from writer import exit_codes
+from writer.partitions import Partition
 from writer.storage import TransientDatabaseError
 
 REFUSED = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
@@ -103,3 +104,16 @@ def test_a_revocation_waits_for_a_slow_write_at_most_revoke_wait_s():
     wait_until(lambda: consumer.commits, "the batch committed once written")
     assert running.stop() == exit_codes.OK
     assert consumer.commits == [{0: 1}]  # t[1]'s offset is its next owner's business
+
+
+def test_closing_commits_nothing_from_the_revocation_callback():
+    """Closing the consumer revokes, and waits for every commit sent: one to a broker that does not answer held it
+    for minutes (mock cluster stopped). ``_close`` commits what it can before, within the stop bound."""
+    worker, consumer, _ = build([], GatedWriter())
+    consumer.assign(consumer.partitions)
+    worker.book.assign([Partition("t", 0), Partition("t", 1)])
+    worker.book.keep_uncommitted({Partition("t", 0): 4, Partition("t", 1): 2})  # stored, their commit refused
+    worker.halted = True  # closing
+    worker._on_revoke(consumer, consumer.partitions)
+    assert consumer.commits == []
+    assert worker.book.uncommitted == {} and not worker.book.assigned
