@@ -45,9 +45,9 @@ rest of ``REVOKE_BUDGET_S``); then every stored offset of the revoked
 partitions (that batch's, and those of earlier batches whose commit was
 refused, e.g. by the rebalance itself, or whose answer is still awaited) is
 committed without waiting for the answer (a rebalance callback cannot poll;
-librdkafka sends it before the group moves on). Not when closing: that
-commit would hold the consumer's close as long as the broker does not
-answer, and closing has committed what it could before. The other partitions'
+librdkafka sends it before the group moves on). Not in the revocation of
+closing the consumer: that commit would hold the close as long as the
+broker does not answer, and ``_close`` has committed what it could before. The other partitions'
 offsets are committed with the next batch. A write being retried is not
 waited for: its rows are still written, but its offsets (and replay
 progress) of the revoked partitions are dropped, as is everything of them
@@ -163,6 +163,7 @@ class Worker:
         # A batch failed (write, dead letters...), or the worker is closing: no batch is finished any more, so no
         # offset past a failed batch is committed (closing the consumer revokes: that callback finishes nothing).
         self.halted = False
+        self.closing_consumer = False  # inside consumer.close(): its revocation sends no commit
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -242,6 +243,7 @@ class Worker:
                 self.consumer.poll(0.2)  # a message polled here is not committed: it is consumed again later
                 self.committer.commit({}, retry=True, until=deadline)
                 self._publish()
+            self.closing_consumer = True
             self.consumer.close()  # leaves the group, so its partitions move at once
         except Exception as error:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", error)
@@ -425,9 +427,9 @@ class Worker:
         its answer, committed without waiting (else their next owner reads those batches again). Only offsets of
         batches stored (and dead-lettered) ever enter the book, so nothing is committed ahead of the database.
 
-        Not while closing (``halted``): closing the consumer waits for every commit sent, and a broker that does
-        not answer held it for minutes; ``_close`` has committed what it could, within the stop bound."""
-        if self.halted:
+        Not in the revocation of ``consumer.close()``: it waits for every commit sent, and a broker that does not
+        answer held it for minutes; ``_close`` has committed what it could before, within the stop bound."""
+        if self.closing_consumer:
             return
         stored = merged(self.book.uncommitted, self.book.committing)
         self.committer.commit_without_waiting({p: o for p, o in stored.items() if p in revoked})

@@ -106,14 +106,24 @@ def test_a_revocation_waits_for_a_slow_write_at_most_revoke_wait_s():
     assert consumer.commits == [{0: 1}]  # t[1]'s offset is its next owner's business
 
 
-def test_closing_commits_nothing_from_the_revocation_callback():
-    """Closing the consumer revokes, and waits for every commit sent: one to a broker that does not answer held it
-    for minutes (mock cluster stopped). ``_close`` commits what it can before, within the stop bound."""
+def test_closing_commits_from_a_revocation_while_it_serves_the_group_but_not_from_the_consumers_close():
+    """``_close`` serves the group while its last commit is refused: a revocation meanwhile commits (the broker is
+    answering). Closing the consumer revokes too, then waits for every commit sent: one to a broker that does not
+    answer held it for minutes (mock cluster stopped), so that revocation sends none."""
     worker, consumer, _ = build([], GatedWriter())
-    consumer.assign(consumer.partitions)
-    worker.book.assign([Partition("t", 0), Partition("t", 1)])
+    consumer.subscribe(["t"], on_assign=worker._on_assign, on_revoke=worker._on_revoke, on_lost=worker._on_lost)
+    consumer.poll(0)  # assigned
     worker.book.keep_uncommitted({Partition("t", 0): 4, Partition("t", 1): 2})  # stored, their commit refused
-    worker.halted = True  # closing
-    worker._on_revoke(consumer, consumer.partitions)
-    assert consumer.commits == []
-    assert worker.book.uncommitted == {} and not worker.book.assigned
+    consumer.commit_errors = [REFUSED] * 1000
+    consumer.revoke_on_poll = [1]  # the first poll of the close's loop
+    sent: list = []  # (inside consumer.close(), offsets)
+    real_commit = consumer.commit
+    consumer.commit = lambda offsets, asynchronous: (sent.append((worker.closing_consumer, {
+        tp.partition: tp.offset for tp in offsets})), real_commit(offsets, asynchronous))
+    worker.stop = type(worker.stop)(2.5)  # the loop serves the group for about 1.5 s
+    worker.stop.request()
+    worker.halted = True
+    worker._close()
+    assert consumer.closed and sent
+    assert sent[0] == (False, {1: 2})  # from the revocation inside the loop's first poll
+    assert sent[1:] == [(False, {0: 4})] * (len(sent) - 1)  # the loop's commits, refused; none from close()
