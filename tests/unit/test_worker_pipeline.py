@@ -171,14 +171,14 @@ class RecordingDeadLetters:
 
 
 def build(batches, writer: GatedWriter, dead_letters=None, batch_size: int = 2, replay: ReplayScope | None = None,
-          clock=time.monotonic):
+          clock=time.monotonic, shutdown_timeout_s: float = 20):
     answers = CommitAnswers()
     consumer = FakeConsumer(answers, batches)
     slots = [0.0] * WIDTH
     heartbeat = WorkerStatus(slots, 0)
     metrics = Metrics(f"unit_{uuid.uuid4().hex[:8]}")
     book = PartitionBook()
-    stop = StopRequest(20, clock)
+    stop = StopRequest(shutdown_timeout_s, clock)
     poller = Poller(consumer, heartbeat.polled)
     committer = OffsetCommitter(consumer, answers, book, poller, stop, metrics, batch_size, heartbeat.waiting_for_kafka)
     writes = RetryingWrite(writer, 30, is_stopping=lambda: stop.requested, sleep=stop.sleep,

@@ -75,12 +75,13 @@ class RevocationClock:
     """time.monotonic, except that inside the revocation callback every reading is a second later than the one
     before: the callback's wait for the write runs out after about REVOKE_WAIT_S readings, not seconds."""
 
-    def __init__(self, consumer: FakeConsumer) -> None:
-        self.consumer = consumer
+    def __init__(self) -> None:
+        self.consumer: FakeConsumer | None = None
         self.skew = 0.0
 
     def __call__(self) -> float:
-        if self.consumer.revoking.is_set() and not self.consumer.revoked.is_set():
+        consumer = self.consumer
+        if consumer is not None and consumer.revoking.is_set() and not consumer.revoked.is_set():
             self.skew += 1.0
         return time.monotonic() + self.skew
 
@@ -90,9 +91,9 @@ def test_a_revocation_waits_for_a_slow_write_at_most_revoke_wait_s():
     offsets of the revoked partition to their next owner (its rows are stored once it ends, found as duplicates)."""
     writer = GatedWriter()
     writer.gates = {0: threading.Event()}
-    worker, consumer, _ = build([[valid(0, 0), valid(1, 0)]], writer)
-    clock = RevocationClock(consumer)
-    worker.stop = type(worker.stop)(worker.stop.shutdown_timeout, clock)
+    clock = RevocationClock()
+    worker, consumer, _ = build([[valid(0, 0), valid(1, 0)]], writer, clock=clock)
+    clock.consumer = consumer
     running = Running(worker)
     wait_until(lambda: len(writer.calls) == 1, "the write")
     consumer.revoke_on_consume = [1]
@@ -110,7 +111,7 @@ def test_closing_commits_from_a_revocation_while_it_serves_the_group_but_not_fro
     """``_close`` serves the group while its last commit is refused: a revocation meanwhile commits (the broker is
     answering). Closing the consumer revokes too, then waits for every commit sent: one to a broker that does not
     answer held it for minutes (mock cluster stopped), so that revocation sends none."""
-    worker, consumer, _ = build([], GatedWriter())
+    worker, consumer, _ = build([], GatedWriter(), shutdown_timeout_s=2.5)  # the loop serves the group about 1.5 s
     consumer.subscribe(["t"], on_assign=worker._on_assign, on_revoke=worker._on_revoke, on_lost=worker._on_lost)
     consumer.poll(0)  # assigned
     worker.book.keep_uncommitted({Partition("t", 0): 4, Partition("t", 1): 2})  # stored, their commit refused
@@ -120,7 +121,6 @@ def test_closing_commits_from_a_revocation_while_it_serves_the_group_but_not_fro
     real_commit = consumer.commit
     consumer.commit = lambda offsets, asynchronous: (sent.append((worker.closing_consumer, {
         tp.partition: tp.offset for tp in offsets})), real_commit(offsets, asynchronous))
-    worker.stop = type(worker.stop)(2.5)  # the loop serves the group for about 1.5 s
     worker.stop.request()
     worker.halted = True
     worker._close()
