@@ -200,6 +200,7 @@ def test_sigterm_during_a_hung_write_stops_within_the_bound(scenario):
         proxy.close()
     assert status == 0, service.stderr()[-3000:]
     assert not service.logged("did not stop in time")
+    assert service.logged("stopping while the database is unavailable")  # the stop met a hung write
     assert stopped <= stop_bound(scenario.env), f"stopped after {stopped:.1f} s"
     # What is committed is stored (nothing committed ahead of the database).
     assert produced.keys_below(scenario.committed()) <= set(stored_keys(scenario.database))

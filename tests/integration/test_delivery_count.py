@@ -4,6 +4,8 @@ deliveries do, and only those of committed writes."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests.harness.database import count_deliveries, delivered_keys, execute, stored_keys
@@ -38,3 +40,15 @@ def test_a_write_rolled_back_counts_nothing(migrated_database, writer):
     execute(migrated_database, END_OUTAGE)
     assert writer.write(rows).stored == 4  # the retry of the same batch
     assert set(delivered_keys(migrated_database).values()) == {1}
+
+
+def test_a_key_produced_twice_by_design_is_no_duplicate(migrated_database, writer):
+    count_deliveries(migrated_database)
+    rows = make_rows(range(3))
+    writer.write(rows)
+    writer.write(rows[:1])  # the same message produced again, e.g. a hostile case repeated in every round
+    expected = keys(rows)
+    first = next(iter(keys(rows[:1])))
+    delivered = delivered_keys(migrated_database)
+    assert compare(expected, stored_keys(migrated_database), delivered)["duplicated"] == 1
+    assert compare(expected, stored_keys(migrated_database), delivered, Counter({first: 2}))["duplicated"] == 0
