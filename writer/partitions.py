@@ -9,7 +9,8 @@ What the book guarantees (``PartitionBook``):
   revoked partition's offsets are its next owner's business;
 - the offsets of a stored batch whose commit failed are kept (``keep_uncommitted``)
   and committed with the next batch, or on their own while idle, never lost
-  while the partition stays owned, and forgotten when it is revoked;
+  while the partition stays owned; the worker commits them in the revocation
+  callback (``uncommitted`` and ``committing``), then ``revoke`` forgets them;
 - offsets never go backwards within what the book merges (a higher offset wins);
 - offsets handed to a commit are ``committing`` until its answer (or giving up
   on it): neither committed nor uncommitted yet.

@@ -3,9 +3,13 @@
 Contract (``ReplayScope.admits``, called for every message of a batch, in order, with the batch's
 ``ReplayProgress``):
 
-- a message at or after its partition's end offset seen at start, or after
-  its partition finished, is not part of the replay: dropped, not counted,
-  its offset not committed;
+- a message at or past its partition's end offset seen at start finishes
+  the partition (it is not replayed): its position becomes the end offset,
+  which is committed with the batch in a group. On a busy topic that is how
+  a partition ends: the message at ``end - 1`` may never come (a transaction
+  marker, a compaction gap), nor an end-of-partition event (new messages
+  keep coming);
+- a message after its partition finished is dropped, not counted;
 - a message before ``--since`` (or without a timestamp while a window is
   set) is skipped and counted; its offset is committed with the batch;
 - the first message at or after ``--until`` is skipped and counted and
@@ -14,23 +18,23 @@ Contract (``ReplayScope.admits``, called for every message of a batch, in order,
 - every other message is replayed.
 
 ``reached_end`` (an end-of-partition event, ``enable.partition.eof``) at or
-past a partition's end offset finishes it: its position becomes the end
-offset, which is committed with the batch in a group. The last offsets of a
-partition may hold no message a consumer receives (transaction markers,
+past a partition's end offset finishes it the same way. The last offsets of
+a partition may hold no message a consumer receives (transaction markers,
 aborted messages; or the data is gone and the consumer was reset to the
 end), so waiting for the message at ``end - 1`` could last for ever.
 
-``batch_finished`` publishes the partitions' positions and finished flags of
-one batch (its ``ReplayProgress``) to the supervisor once the batch is stored
-and its offsets committed (or, in a dry run, counted); a worker that dies
-before that leaves them where they were, and the partition is read again from
-there. The worker holds back the progress of a partition whose offset commit
-failed until a later commit of it succeeds: published earlier, the replay
-could end (judged from the positions) with those offsets never committed. A
-batch is parsed while the one before it is still written, so each batch keeps
-its own progress; a partition whose window ended in a batch not yet finished
-admits nothing more meanwhile (``_ending``). A batch dropped before it was
-written (its partition revoked) gives its progress up (``forget``).
+``batch_finished`` publishes the partitions' positions, finished flags and
+skipped counts of one batch (its ``ReplayProgress``) to the supervisor once
+the batch is stored and its offsets committed (or, in a dry run, counted); a
+worker that dies before that leaves them where they were, and the partition
+is read again from there. The worker holds back the progress of a partition
+until a commit of its offsets succeeded: published earlier, the replay could
+end (judged from the positions) with those offsets never committed. A batch
+is parsed while the one before it is still written, so each batch keeps its
+own progress; a partition whose window ended in a batch not yet finished
+admits nothing more meanwhile (``_ending``). The progress of a partition
+revoked before it was published is given up (``forget``), skipped counts
+included: its next owner reads those messages again and counts them.
 """
 
 from __future__ import annotations
@@ -59,11 +63,13 @@ class ReplayProgress:
 
     positions: dict[int, int] = field(default_factory=dict)  # partition -> offset after its last handled message
     finishing: set[int] = field(default_factory=set)  # partitions whose window ended in this batch
-    skipped: int = 0  # counted once the batch is done, like the other counters
+    # Partition -> messages skipped outside the window: counted with the partition's progress, given up with it.
+    skipped: dict[int, int] = field(default_factory=dict)
 
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.positions.pop(partition, None)
+            self.skipped.pop(partition, None)
         self.finishing -= partitions
 
     def add(self, later: ReplayProgress) -> None:
@@ -71,14 +77,15 @@ class ReplayProgress:
         for partition, position in later.positions.items():
             self.positions[partition] = max(position, self.positions.get(partition, position))
         self.finishing |= later.finishing
-        self.skipped += later.skipped
+        for partition, count in later.skipped.items():
+            self.skipped[partition] = self.skipped.get(partition, 0) + count
 
     def take(self, partitions: set[int]) -> ReplayProgress:
-        """Hand over the progress of ``partitions`` (and the skipped count), keeping the rest."""
+        """Hand over the progress of ``partitions``, keeping the rest."""
         taken = ReplayProgress({p: o for p, o in self.positions.items() if p in partitions},
-                               self.finishing & partitions, self.skipped)
+                               self.finishing & partitions,
+                               {p: n for p, n in self.skipped.items() if p in partitions})
         self.forget(partitions)
-        self.skipped = 0
         return taken
 
 
@@ -124,24 +131,32 @@ class ReplayScope:
 
     def reached_end(self, event, next_offsets: dict[Partition, int], progress: ReplayProgress) -> None:
         """An end-of-partition event (its offset: where the consumer stands); see the module docstring."""
-        partition, offset = event.partition(), event.offset()
+        self._past_end(event, next_offsets, progress)
+
+    def _past_end(self, message, next_offsets: dict[Partition, int], progress: ReplayProgress) -> bool:
+        """Whether ``message`` (or end-of-partition event) stands at or past its partition's end offset; if so the
+        partition is finished at that end offset, unless it was already."""
+        partition, offset = message.partition(), message.offset()
         end = self.plan.ends.get(partition)
-        if end is None or offset < end or self.plan.finished[partition] or partition in self._ending:
-            return
-        progress.positions[partition] = max(end, progress.positions.get(partition, 0))
-        next_offsets[Partition(event.topic(), partition)] = end
+        if end is None or offset < end:
+            return False
+        if not self.plan.finished[partition] and partition not in self._ending:
+            progress.positions[partition] = max(end, progress.positions.get(partition, 0))
+            next_offsets[Partition(message.topic(), partition)] = end
+        return True
 
     def admits(self, message, next_offsets: dict[Partition, int], progress: ReplayProgress) -> bool:
         """Whether to replay this message; see the module docstring."""
         partition, offset = message.partition(), message.offset()
-        end = self.plan.ends.get(partition)
-        if end is None or offset >= end or partition in self._ending or self.plan.finished[partition]:
+        if partition not in self.plan.ends or self._past_end(message, next_offsets, progress):
+            return False
+        if partition in self._ending or self.plan.finished[partition]:
             return False
         place = self.plan.window.place(message.timestamp()[1])
         progress.positions[partition] = offset + 1
         if place == 0:
             return True
-        progress.skipped += 1
+        progress.skipped[partition] = progress.skipped.get(partition, 0) + 1
         if place < 0:
             next_offsets[Partition(message.topic(), partition)] = offset + 1
         else:
@@ -163,8 +178,9 @@ class ReplayScope:
         for partition in progress.finishing:
             self.plan.finished[partition] = 1
         self._ending -= progress.finishing
-        if progress.skipped:
-            self.skipped.inc(progress.skipped)
+        skipped = sum(progress.skipped.values())
+        if skipped:
+            self.skipped.inc(skipped)
         done = [TopicPartition(self.plan.topic, p) for p in progress.positions if self._done(p)]
         if done:
             try:

@@ -41,17 +41,23 @@ only once the next batch is parsed and waits for it.
 Revocation (``_on_revoke``, inside a poll of this thread), before the
 callback returns: the write in flight ends (at most ``REVOKE_WAIT_S``, or
 the stop bound) and its batch is finished there (its dead letters within the
-rest of ``REVOKE_BUDGET_S``), the offsets of the revoked
-partitions committed without waiting for the answer (a rebalance callback
-cannot poll; the others are committed with the next batch). A write being
-retried is not waited for: its rows are still written, but its offsets of
-the revoked partitions are dropped, as is everything of them polled but not
-written (carried over, gathered, or parsed and waiting for the write
-thread): their next owner reads those messages again (and skips what is
-stored as duplicates). Once a batch failed (``halted``), a revocation,
-closing included, finishes nothing: no offset past the failed batch is
-committed. Lost partitions (``_on_lost``: the group went on without this
-member) are dropped the same way, without waiting and without any commit.
+rest of ``REVOKE_BUDGET_S``); then every stored offset of the revoked
+partitions (that batch's, and those of earlier batches whose commit was
+refused, e.g. by the rebalance itself, or whose answer is still awaited) is
+committed without waiting for the answer (a rebalance callback cannot poll;
+librdkafka sends it before the group moves on). Not in the revocation of
+closing the consumer: that commit would hold the close as long as the
+broker does not answer, and ``_close`` has committed what it could before. The other partitions'
+offsets are committed with the next batch. A write being retried is not
+waited for: its rows are still written, but its offsets (and replay
+progress) of the revoked partitions are dropped, as is everything of them
+polled but not written (carried over, gathered, or parsed and waiting for
+the write thread): their next owner reads those messages again (and skips
+what is stored as duplicates). Once a batch failed (``halted``), a
+revocation, closing included, finishes nothing: no offset past the failed
+batch is committed (``_close`` commits the stored offsets of the batches
+before it). Lost partitions (``_on_lost``: the group went on without this member)
+are dropped the same way, without waiting and without any commit.
 
 Stop time: a worker exits within ``shutdown_timeout_s`` (default 20 s) of
 SIGTERM in every state (``stages.stop``). The retry sleep ends at once and no
@@ -85,7 +91,7 @@ from writer.dead_letters import DeadLetterError, DeadLetters
 from writer.memory import peak_rss_kib
 from writer.message import REFUSED_BY_DATABASE, Rejection
 from writer.metrics import NO_LONGER_OWNED, Metrics
-from writer.partitions import NextOffsets, Partition, PartitionBook, without
+from writer.partitions import NextOffsets, Partition, PartitionBook, merged, without
 from writer.replay_worker import ReplayProgress, ReplayScope
 from writer.stages.commit import OffsetCommitter, describe
 from writer.stages.count import count_batch
@@ -153,11 +159,12 @@ class Worker:
         self.write_thread: WriteThread[ParsedBatch, WriteOutcome] = WriteThread(self._write)
         self.in_flight: Job | None = None  # handed to the write thread, not finished yet
         self.waiting: ParsedBatch | None = None  # parsed, waiting for the write in flight to end
-        # A replay's progress of partitions whose offset commit failed: published once a commit of them succeeds.
+        # A replay's progress of batches finished, held until a commit of their partitions' offsets succeeded.
         self.unpublished = ReplayProgress()
         # A batch failed (write, dead letters...), or the worker is closing: no batch is finished any more, so no
         # offset past a failed batch is committed (closing the consumer revokes: that callback finishes nothing).
         self.halted = False
+        self.closing_consumer = False  # inside consumer.close(): its revocation sends no commit
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -224,7 +231,7 @@ class Worker:
         self._finish_if_written()
         if self.in_flight is None and self.book.uncommitted:
             self.committer.commit({}, retry=True)
-            self._publish(None)
+            self._publish()
         if self.tracker is not None:
             self.tracker.serve()  # delivery reports (drops) are counted while idle too
 
@@ -236,7 +243,8 @@ class Worker:
             while self.book.uncommitted and time.monotonic() < deadline:
                 self.consumer.poll(0.2)  # a message polled here is not committed: it is consumed again later
                 self.committer.commit({}, retry=True, until=deadline)
-                self._publish(None)
+                self._publish()
+            self.closing_consumer = True
             self.consumer.close()  # leaves the group, so its partitions move at once
         except Exception as error:  # noqa: BLE001
             log.warning("closing the consumer failed: %s", error)
@@ -314,7 +322,7 @@ class Worker:
                 if paused:
                     self.poller.poll(_RETRY_POLL_S)
                 self._stop_if_orphaned()
-                if self.stop.requested and time.monotonic() >= self._give_up_waiting_at():
+                if self.stop.requested and self.stop.clock() >= self._give_up_waiting_at():
                     raise TransientDatabaseError("the write in flight did not end before the stop deadline")
         finally:
             if paused:
@@ -352,6 +360,7 @@ class Worker:
             self._finish_batch(job, revoking, flush_s)
         except BaseException:
             self.halted = True
+            self.unpublished = ReplayProgress()  # it may hold the failed batch's progress: nothing more is published
             raise
 
     def _finish_batch(self, job: Job, revoking: set[Partition] | None, flush_s: float) -> None:
@@ -370,52 +379,77 @@ class Worker:
             # Counted before the offset commit: the rows are stored already, and whoever sees the commit sees the
             # counts.
             count_batch(self.metrics, batch.consumed, rows, outcome, rejections)
+            self._hold(batch.replay)
             self._commit(batch.next_offsets, revoking)
             if self.tracker is not None:
                 track(self.tracker, rows, {position for position, _ in outcome.refused}, rejections)
             log.debug("batch done", extra={"messages": batch.consumed, "stored": outcome.stored,
                                            "duplicates": outcome.duplicates, "rejected": len(rejections)})
-        elif batch.next_offsets:  # only skipped messages or ends of partitions in a replay: they are done with
-            self._commit(batch.next_offsets, revoking)
-        self._publish(batch.replay, revoking)
+        else:
+            self._hold(batch.replay)
+            if batch.next_offsets:  # only skipped messages or ends of partitions in a replay: they are done with
+                self._commit(batch.next_offsets, revoking)
+        self._publish(revoking)
 
-    def _publish(self, progress: ReplayProgress | None, revoking: set[Partition] | None = None) -> None:
+    def _hold(self, progress: ReplayProgress | None) -> None:
+        """A finished batch's replay progress, held until its offsets are committed; before the commit, so that a
+        revocation inside its wait forgets what it holds of the revoked partitions."""
+        if self.replay is not None and progress is not None:
+            self.unpublished.add(progress)
+
+    def _publish(self, revoking: set[Partition] | None = None) -> None:
         """A replay's progress to the supervisor, for the partitions whose offsets are committed (see
-        ``replay_worker``); a revoked partition's is left to its next owner (its commit is not waited for)."""
+        ``replay_worker``): none of them is failed, deferred or awaiting its answer (this may run in a revocation
+        inside that wait). A revoked partition's is left to its next owner (its commit is not waited for)."""
         if self.replay is None:
             return
-        if progress is not None:
-            self.unpublished.add(progress)
         if revoking:
-            self.replay.forget(self.unpublished, {p.number for p in revoking if p.topic == self.topic})
-        # Offsets of a commit still waiting for its answer (this may run in a revocation inside that wait) are not
-        # committed yet either.
-        committed = {number for number in self.unpublished.positions
-                     if Partition(self.topic, number) not in self.book.uncommitted
-                     and Partition(self.topic, number) not in self.book.committing}
+            self.replay.forget(self.unpublished, self._numbers(revoking))
+        pending = self.book.uncommitted.keys() | self.book.committing.keys()
+        # A partition this worker does not own has no commit of its own to wait for: its next owner publishes it.
+        unowned = {number for number in self.unpublished.positions
+                   if not self.replay.self_assigned and not self.book.owns(Partition(self.topic, number))}
+        self.replay.forget(self.unpublished, unowned)
+        committed = {number for number in self.unpublished.positions if Partition(self.topic, number) not in pending}
         self.replay.batch_finished(self.consumer, self.unpublished.take(committed))
+
+    def _numbers(self, partitions: set[Partition]) -> set[int]:
+        return {p.number for p in partitions if p.topic == self.topic}
 
     def _commit(self, next_offsets: NextOffsets, revoking: set[Partition] | None) -> None:
         if revoking is None:
             self.committer.commit(next_offsets)
             return
-        self.committer.commit_without_waiting({p: o for p, o in next_offsets.items() if p in revoking})
-        self.book.keep_uncommitted({p: o for p, o in next_offsets.items() if p not in revoking})
+        # The revoked partitions' go out with the revocation's own commit (``_commit_revoked``), the others' later.
+        self.book.keep_uncommitted(next_offsets)
+
+    def _commit_revoked(self, revoked: set[Partition]) -> None:
+        """Inside a revocation: the revoked partitions' stored offsets, whose commit failed, was deferred, or awaits
+        its answer, committed without waiting (else their next owner reads those batches again). Only offsets of
+        batches stored (and dead-lettered) ever enter the book, so nothing is committed ahead of the database.
+
+        Not in the revocation of ``consumer.close()``: it waits for every commit sent, and a broker that does not
+        answer held it for minutes; ``_close`` has committed what it could before, within the stop bound."""
+        if self.closing_consumer:
+            return
+        stored = merged(self.book.uncommitted, self.book.committing)
+        self.committer.commit_without_waiting({p: o for p, o in stored.items() if p in revoked})
 
     def _finish_before_revocation(self, revoked: set[Partition]) -> None:
         """Inside a revocation: the write in flight ends and its batch is finished (see the module docstring)."""
         job = self.in_flight
         if job is None or self.halted:
             return
-        started = time.monotonic()
+        clock = self.stop.clock
+        started = clock()
         while not job.in_trouble and not job.wait(_WRITE_WAIT_STEP_S):
-            now = time.monotonic()
+            now = clock()
             if now >= started + REVOKE_WAIT_S or (self.stop.requested and now >= self._give_up_waiting_at()):
                 break
         if not job.done() or job.error is not None:
             return  # dropped below; a failed write is raised once the main loop finishes it
         self.in_flight = None
-        self._finish(job, revoked, flush_s=started + REVOKE_BUDGET_S - time.monotonic())
+        self._finish(job, revoked, flush_s=started + REVOKE_BUDGET_S - clock())
 
     # ---- Kafka callbacks (run inside consume/poll, in this thread) ----------
 
@@ -446,8 +480,11 @@ class Worker:
         revoked = {Partition(p.topic, p.partition) for p in partitions}
         try:
             self._finish_before_revocation(revoked)
-        finally:  # even when finishing failed (raised after the callback): they are no longer ours
-            self._forget(consumer, partitions, revoked)
+        finally:  # even when finishing failed (raised after the callback): what is stored is committed, then dropped
+            try:
+                self._commit_revoked(revoked)
+            finally:
+                self._forget(consumer, partitions, revoked)
         log.info("partitions revoked: %s", describe(partitions))
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -460,14 +497,14 @@ class Worker:
         """Everything of ``revoked`` not committed yet is dropped: their next owner reads those messages again."""
         self.book.revoke(revoked)
         self.poller.drop(revoked)
+        numbers = self._numbers(revoked)
         if self.waiting is not None:
             self.waiting.drop(revoked)
-            if self.replay is not None and self.waiting.replay is not None:
-                self.replay.forget(self.waiting.replay, {p.number for p in revoked if p.topic == self.topic})
-        if self.replay is not None:
-            self.replay.forget(self.unpublished, {p.number for p in revoked if p.topic == self.topic})
-        if self.in_flight is not None:
+            self._forget_progress(self.waiting.replay, numbers)
+        if self.in_flight is not None:  # its rows are written all the same: neither committed nor published here
             self.in_flight.batch.next_offsets = without(self.in_flight.batch.next_offsets, revoked)
+            self._forget_progress(self.in_flight.batch.replay, numbers)
+        self._forget_progress(self.unpublished, numbers)
         for p in partitions:
             self.metrics.consumer_lag.labels(p.topic, str(p.partition)).set(NO_LONGER_OWNED)
         self.heartbeat.assigned(len(self.book.assigned))
@@ -475,6 +512,10 @@ class Worker:
             consumer.resume(partitions)  # not paused if they come back (see _on_assign)
         except KafkaException as error:
             log.debug("resuming revoked partitions: %s", error)
+
+    def _forget_progress(self, progress: ReplayProgress | None, numbers: set[int]) -> None:
+        if self.replay is not None and progress is not None:
+            self.replay.forget(progress, numbers)
 
 
 def worker_main(config: Config, slot: int, status_array: Any, group_id: str | None, replay_plan: Any = None,

@@ -96,6 +96,36 @@ def stored_keys(database: Database) -> collections.Counter[Key]:
     return collections.Counter((org, cluster, when) for org, cluster, when in rows)
 
 
+# ---- deliveries: every row a committed write inserted or skipped ----------------------------------------------
+
+# A test-only trigger, fired last (triggers fire by name): a BEFORE INSERT row trigger sees every row a write proposes,
+# the ones ON CONFLICT DO NOTHING then skips as duplicates included, and what it notes is rolled back with the write
+# (a retried or split batch, the canary) exactly as the rows are. So each key counts the writes that carried it.
+COUNT_DELIVERIES = """
+CREATE UNLOGGED TABLE test_deliveries AS SELECT org_id, cluster, updated_at FROM new_reports WITH NO DATA;
+CREATE FUNCTION test_count_delivery() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO test_deliveries VALUES (NEW.org_id, NEW.cluster, NEW.updated_at);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER zz_test_count_delivery BEFORE INSERT ON new_reports FOR EACH ROW
+    EXECUTE FUNCTION test_count_delivery();
+"""
+
+
+def count_deliveries(database: Database) -> None:
+    """From now on, note every row a committed write of new_reports inserts or skips (``delivered_keys``)."""
+    execute(database, COUNT_DELIVERIES)
+
+
+def delivered_keys(database: Database) -> collections.Counter[Key]:
+    """How many committed writes carried each primary key: more than once means written again after it was
+    stored (a redelivered message, skipped as a duplicate)."""
+    with database.connect() as connection:
+        rows = connection.execute("SELECT org_id, cluster, updated_at FROM test_deliveries").fetchall()
+    return collections.Counter((org, cluster, when) for org, cluster, when in rows)
+
+
 # ---- the service's connections ----------------------------------------------------------------------------
 
 

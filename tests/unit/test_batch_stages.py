@@ -17,7 +17,7 @@ from writer.message import INVALID_JSON, Rejection, Row
 from writer.metrics import Metrics
 from writer.partitions import Partition, PartitionBook
 from writer.sample_messages import encoded
-from writer.stages.commit import COMMIT_WAIT_S, CommitAnswers, OffsetCommitter
+from writer.stages.commit import CARRY_OVER_LIMIT, COMMIT_WAIT_S, CommitAnswers, OffsetCommitter
 from writer.stages.count import count_batch
 from writer.stages.parse import parse_batch
 from writer.stages.poll import Poller
@@ -229,6 +229,30 @@ def test_partitions_stay_paused_while_any_reason_holds():
     assert poller.paused and consumer.paused == [[0, 1]] and consumer.resumed == []
     poller.resume("commit late")
     assert not poller.paused and consumer.resumed == [[0]]  # what ``resumable`` lets through (a replay's unfinished)
+
+
+def test_a_message_that_comes_while_paused_pauses_its_partition_again():
+    """librdkafka can drop a pause (it races the start of a new assignment's fetcher): the partition is fetched
+    although the poller believes it paused. The message that shows it must pause that partition again."""
+
+    class LeakingConsumer(BatchConsumer):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.leaking = [valid(1, 7)]
+
+        def poll(self, timeout):
+            return self.leaking.pop(0) if self.leaking else None
+
+    consumer = LeakingConsumer()
+    poller = Poller(consumer, polled=lambda: None)
+    poller.poll(0)
+    assert consumer.paused == []  # not paused: a message is no news
+    consumer.leaking = [valid(1, 8), FakeMessage(0, -1, error=KafkaError(KafkaError._PARTITION_EOF))]
+    poller.pause("write retried")
+    poller.poll(0)
+    poller.poll(0)
+    assert consumer.paused == [[0, 1], [1]]  # the assignment, then the partition the message came from
+    assert [(m.partition(), m.offset()) for m in poller.carry_over] == [(1, 7), (1, 8), (0, -1)]
 
 
 # ---- write ---------------------------------------------------------------------------------------------------------
@@ -508,6 +532,51 @@ def test_a_late_commit_answer_pauses_fetching_once_the_carried_messages_fill_a_b
     assert book.uncommitted == {}
     assert consumer.paused >= 1
     assert sum(len(m.value()) for m in poller.carry_over) <= 2 * 1000  # not all 5 s of polls: 100 messages
+
+
+class FetchingConsumer(CommitConsumer):
+    """A backlog: every poll while not paused returns a message of t[0]; commits are answered from the
+    ``answer_at``-th poll on. Polls take no time (the answer is late by count, not by the clock)."""
+
+    def __init__(self, answers: CommitAnswers, answer_at: int) -> None:
+        super().__init__(answers)
+        self.answer_at = answer_at
+        self.polls = 0
+        self.paused_now = False
+        self.paused_at: list[int] = []  # the poll count at each pause
+
+    def poll(self, timeout):
+        self.polls += 1
+        if self.polls >= self.answer_at:
+            super().poll(timeout)
+        return None if self.paused_now else valid(0, self.polls)
+
+    def assignment(self):
+        return [TopicPartition("t", 0)]
+
+    def pause(self, partitions):
+        self.paused_now = True
+        self.paused_at.append(self.polls)
+
+    def resume(self, partitions):
+        self.paused_now = False
+
+
+def test_fetching_pauses_at_the_carry_over_bound_while_the_commit_answer_is_late():
+    """The answer queues behind the messages fetched before it, so its wait polls them into the carry-over; without
+    the bound a late answer made the worker hold the whole backlog."""
+    answers = CommitAnswers()
+    consumer = FetchingConsumer(answers, answer_at=5000)  # a backlog of 5000 messages fetched before the answer
+    book = PartitionBook()
+    book.assign([T0])
+    clock = FakeClock()
+    poller = Poller(consumer, polled=lambda: None, clock=clock)
+    stage = OffsetCommitter(consumer, answers, book, poller, StopRequest(20, clock), metrics(), 100,
+                            contextlib.nullcontext, clock)
+    stage.commit({T0: 5})
+    assert book.uncommitted == {}  # answered (late): committed
+    assert len(poller.carry_over) == CARRY_OVER_LIMIT  # fetching paused at the bound, not at the answer
+    assert consumer.paused_at == [CARRY_OVER_LIMIT] and not consumer.paused_now  # resumed after the answer
 
 
 def test_a_fatal_commit_answer_is_raised():

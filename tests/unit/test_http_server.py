@@ -67,7 +67,7 @@ def test_half_open_connections_take_no_thread_and_health_still_answers(server):
     threads_before = threading.active_count()
     sockets = half_open(server, HALF_OPEN)
     try:
-        wait_until_true(lambda: server.open_connections == HALF_OPEN)
+        wait_until_true(lambda: server.open_connections == HALF_OPEN)  # the server accepted them all
         # One thread per connection would be HALF_OPEN more threads.
         assert threading.active_count() - threads_before <= 2, threading.active_count() - threads_before
         assert get(server, "/health", timeout=5) == (200, b'{"status":"ok"}')

@@ -321,3 +321,25 @@ def test_only_unfinished_partitions_are_resumed():
     scope, plan = _scope({0: 10, 1: 4, 2: 3}, finished={2})
     partitions = [TopicPartition("t", p) for p in (0, 1, 2, 7)]  # 7: not part of the replay
     assert [tp.partition for tp in scope.unfinished(partitions)] == [1]
+
+
+class _Message(_Event):
+    def timestamp(self):
+        return (1, 0)
+
+
+def test_a_message_at_or_past_its_end_offset_finishes_the_partition():
+    # Partition 0 stands at 8 and offset 9 is a transaction marker: the first message it receives is at 10, past
+    # its end offset (new messages meanwhile). On a busy topic no end-of-partition event ever comes.
+    scope, plan = _scope({0: 8, 1: 4, 2: 3}, finished={2})
+    next_offsets = {}
+    progress = scope.new_progress()
+    assert not scope.admits(_Message(0, 10), next_offsets, progress)
+    assert not scope.admits(_Message(0, 11), next_offsets, progress)
+    assert not scope.admits(_Message(2, 12), next_offsets, progress)  # finished already (--until): nothing more
+    assert next_offsets == {("t", 0): 10}  # committed in a group: the end seen at start, no further
+    consumer = _Consumer()
+    scope.batch_finished(consumer, progress)
+    assert list(plan.positions) == [10, 4, 3]
+    assert [partition_done(plan, p) for p in range(3)] == [True, False, True]
+    assert consumer.paused == [0]

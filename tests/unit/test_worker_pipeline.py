@@ -173,14 +173,15 @@ class RecordingDeadLetters:
         return len(self.sent)
 
 
-def build(batches, writer: GatedWriter, dead_letters=None, batch_size: int = 2, replay: ReplayScope | None = None):
+def build(batches, writer: GatedWriter, dead_letters=None, batch_size: int = 2, replay: ReplayScope | None = None,
+          clock=time.monotonic, shutdown_timeout_s: float = 20):
     answers = CommitAnswers()
     consumer = FakeConsumer(answers, batches)
     slots = [0.0] * WIDTH
     heartbeat = WorkerStatus(slots, 0)
     metrics = Metrics(f"unit_{uuid.uuid4().hex[:8]}")
     book = PartitionBook()
-    stop = StopRequest(20)
+    stop = StopRequest(shutdown_timeout_s, clock)
     poller = Poller(consumer, heartbeat.polled)
     committer = OffsetCommitter(consumer, answers, book, poller, stop, metrics, batch_size, heartbeat.waiting_for_kafka)
     writes = RetryingWrite(writer, 30, is_stopping=lambda: stop.requested, sleep=stop.sleep,
@@ -449,10 +450,11 @@ def test_a_replays_progress_waits_for_the_answer_of_the_commit_carrying_its_offs
     worker, _, _ = build([], GatedWriter(), replay=scope)
     worker.book.assign([Partition("t", 0), Partition("t", 1)])
     worker.book.offsets_to_commit({Partition("t", 0): 4})  # sent, its answer awaited
-    worker._publish(ReplayProgress({0: 4, 1: 3}))
+    worker._hold(ReplayProgress({0: 4, 1: 3}))
+    worker._publish()
     assert list(plan.positions) == [0, 3]
     worker.book.commit_ended()
-    worker._publish(None)
+    worker._publish()
     assert list(plan.positions) == [4, 3]
 
 

@@ -18,7 +18,7 @@ _SLEEP_STEP_S = 0.05
 class StopRequest:
     def __init__(self, shutdown_timeout_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.shutdown_timeout = shutdown_timeout_s
-        self._clock = clock
+        self.clock = clock  # every deadline of the stop (and of a revocation's wait) is on this clock
         self.requested = False
         self.deadline = float("inf")
 
@@ -27,17 +27,17 @@ class StopRequest:
         if self.requested:
             return False
         self.requested = True
-        self.deadline = self._clock() + self.shutdown_timeout
+        self.deadline = self.clock() + self.shutdown_timeout
         return True
 
     def sleep(self, seconds: float) -> None:
         """Sleep, ending at once (within ``_SLEEP_STEP_S``) when a stop is requested."""
-        until = self._clock() + seconds
-        while not self.requested and (left := until - self._clock()) > 0:
+        until = self.clock() + seconds
+        while not self.requested and (left := until - self.clock()) > 0:
             time.sleep(min(left, _SLEEP_STEP_S))
 
     def time_left(self, at_most: float) -> float:
         """``at_most`` seconds, or less when stopping (keeping a second for what follows)."""
         if not self.requested:
             return at_most
-        return max(0.0, min(at_most, self.deadline - self._clock() - 1))
+        return max(0.0, min(at_most, self.deadline - self.clock() - 1))
