@@ -45,7 +45,7 @@ rest of ``REVOKE_BUDGET_S``); then every stored offset of the revoked
 partitions (that batch's, and those of earlier batches whose commit was
 refused, e.g. by the rebalance itself, or whose answer is still awaited) is
 committed without waiting for the answer (a rebalance callback cannot poll;
-librdkafka sends it before the group moves on). Not in the revocation of
+a refusal is logged when it comes). Not in the revocation of
 closing the consumer: that commit would hold the close as long as the
 broker does not answer, and ``_close`` has committed what it could before. The other partitions'
 offsets are committed with the next batch. A write being retried is not
