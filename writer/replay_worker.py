@@ -34,7 +34,9 @@ is parsed while the one before it is still written, so each batch keeps its
 own progress; a partition whose window ended in a batch not yet finished
 admits nothing more meanwhile (``_ending``). The progress of a partition
 revoked before it was published is given up (``forget``), skipped counts
-included: its next owner reads those messages again and counts them.
+included: its next owner reads those messages again and counts them, unless the
+revocation's own commit of those offsets succeeded (a replay from committed
+offsets then starts past them, and their skipped messages go uncounted).
 """
 
 from __future__ import annotations
