@@ -31,6 +31,20 @@ def server():
     served.server_close()
 
 
+def slow_metrics_server():
+    """A server whose /metrics answers only once ``release`` is set; ``scraping`` is set when one started."""
+    scraping, release = threading.Event(), threading.Event()
+
+    def slow_metrics():
+        scraping.set()
+        release.wait(60)
+        return b"m\n"
+
+    served = http_server.start("127.0.0.1", 0, slow_metrics, lambda: (True, {"status": "ok"}),
+                               lambda: (True, {"status": "ok"}))
+    return served, scraping, release
+
+
 def get(server, path: str, method: str = "GET", timeout: float = 10) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=timeout)
     try:
@@ -107,15 +121,7 @@ def test_at_the_bound_a_new_connection_closes_the_oldest_still_sending_its_head(
 
 
 def test_at_the_bound_with_every_head_received_a_new_connection_closes_the_oldest():
-    scraping, release = threading.Event(), threading.Event()
-
-    def slow_metrics():
-        scraping.set()
-        release.wait(60)
-        return b"m\n"
-
-    served = http_server.start("127.0.0.1", 0, slow_metrics, lambda: (True, {"status": "ok"}),
-                               lambda: (True, {"status": "ok"}))
+    served, scraping, release = slow_metrics_server()
     scrapes = []
     try:
         for _ in range(2):
@@ -179,15 +185,7 @@ def test_request_lines_ending_in_a_bare_lf_are_answered(server):
 
 
 def test_a_slow_metrics_scrape_does_not_hold_up_health_and_shutdown_ends_every_connection():
-    scraping, release = threading.Event(), threading.Event()
-
-    def slow_metrics():
-        scraping.set()
-        release.wait(60)
-        return b"m\n"
-
-    served = http_server.start("127.0.0.1", 0, slow_metrics, lambda: (True, {"status": "ok"}),
-                               lambda: (True, {"status": "ok"}))
+    served, scraping, release = slow_metrics_server()
     def scrape_until_shutdown():
         # The shutdown below ends this connection without an answer.
         with contextlib.suppress(OSError, http.client.HTTPException):
